@@ -1,0 +1,147 @@
+"""Masked losses and metrics over real steps, ready for an optax training step.
+
+Shape legend: B batch, T time, C classes, D features. Masks are boolean,
+True = real step, and cover the leading axes of the per-token loss, e.g. `(B, T)`.
+"""
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._checks import align_mask, check_choice
+from ._ops import masked_count, masked_mean, masked_sum
+
+REDUCTIONS = ("token_mean", "sequence_mean", "sum", "none")
+
+
+def reduce_masked_loss(loss: Any, mask: Any, reduction: str = "token_mean") -> jax.Array:
+    """Reduces a per-token loss over its real entries.
+
+    Args:
+      loss: per-token loss, e.g. `(B, T)`.
+      mask: bool covering the leading axes of `loss` (True = real step).
+      reduction: "token_mean" (the Keras weighting: sum over real tokens / their
+        count), "sequence_mean" (mean over each row's real tokens, then over the rows
+        that have any), "sum", or "none" (the loss with zeros at padding).
+
+    Returns:
+      A scalar, or `loss`'s shape for "none". A batch with no real token gives 0.
+
+    Examples:
+      >>> loss = jnp.array([[1.0, 3.0, jnp.nan], [2.0, jnp.nan, jnp.nan]])
+      >>> mask = jnp.array([[True, True, False], [True, False, False]])
+      >>> reduce_masked_loss(loss, mask), reduce_masked_loss(loss, mask, "sequence_mean")
+      (Array(2., dtype=float32), Array(2., dtype=float32))
+    """
+    check_choice(reduction, "reduction", REDUCTIONS)
+    loss = jnp.asarray(loss)
+    if reduction == "none":
+        return jnp.where(align_mask(mask, loss), loss, 0)
+    every_axis = tuple(range(loss.ndim))
+    if reduction == "sum":
+        return masked_sum(loss, mask, every_axis)
+    if reduction == "token_mean":
+        return masked_mean(loss, mask, every_axis)
+    per_row_axes = every_axis[1:]
+    per_row = masked_mean(loss, mask, per_row_axes)
+    return masked_mean(per_row, masked_count(loss, mask, per_row_axes) > 0, 0)
+
+
+def _check_labels(logits: jax.Array, labels: jax.Array) -> bool:
+    """Returns True for integer class ids `(..., )`, False for class probabilities `(..., C)`."""
+    if jnp.issubdtype(labels.dtype, jnp.integer):
+        if labels.shape != logits.shape[:-1]:
+            raise ValueError(
+                f"integer `labels` must have the shape of `logits` without the class axis, "
+                f"{logits.shape[:-1]}; got {labels.shape}."
+            )
+        return True
+    if labels.shape != logits.shape:
+        raise ValueError(
+            f"float `labels` (one-hot or probabilities) must have the shape of `logits`, "
+            f"{logits.shape}; got {labels.shape}. Integer class ids need an integer dtype."
+        )
+    return False
+
+
+def masked_cross_entropy(
+    logits: Any, labels: Any, mask: Any, reduction: str = "token_mean"
+) -> jax.Array:
+    """Softmax cross-entropy over real tokens.
+
+    Args:
+      logits: `(B, T, C)` unnormalised scores.
+      labels: integer class ids `(B, T)` or float one-hot / probabilities `(B, T, C)`.
+        Labels at padded steps are never read (any value is fine there).
+      mask: bool `(B, T)`, True = real step.
+      reduction: see `reduce_masked_loss`.
+
+    Examples:
+      >>> logits = jnp.array([[[0.0, 0.0], [jnp.nan, 0.0]]])
+      >>> masked_cross_entropy(logits, jnp.array([[1, -1]]), jnp.array([[True, False]]))
+      Array(0.6931472, dtype=float32)
+    """
+    logits, labels = jnp.asarray(logits), jnp.asarray(labels)
+    if logits.ndim < 2:
+        raise ValueError(f"`logits` must have a class axis, e.g. (B, T, C); got {logits.shape}.")
+    integer_labels = _check_labels(logits, labels)
+    token_mask = align_mask(mask, logits[..., 0], "mask", "logits without the class axis")
+    log_probs = jax.nn.log_softmax(jnp.where(token_mask[..., None], logits, 0), axis=-1)
+    if integer_labels:
+        ids = jnp.where(token_mask, labels, 0)[..., None]
+        loss = -jnp.take_along_axis(log_probs, ids, axis=-1)[..., 0]
+    else:
+        loss = -jnp.sum(jnp.where(token_mask[..., None], labels, 0) * log_probs, axis=-1)
+    return reduce_masked_loss(loss, token_mask, reduction)
+
+
+def masked_mse(
+    predictions: Any, targets: Any, mask: Any, reduction: str = "token_mean"
+) -> jax.Array:
+    """Mean squared error over real tokens (Keras MSE: the mean over each token's features).
+
+    Args:
+      predictions, targets: `(B, T, ...)` of one shape.
+      mask: bool covering the leading axes, e.g. `(B, T)`; the per-token error
+        averages the axes the mask does not cover.
+      reduction: see `reduce_masked_loss`.
+
+    Examples:
+      >>> masked_mse(jnp.array([[1.0, 5.0]]), jnp.array([[3.0, jnp.nan]]),
+      ...            jnp.array([[True, False]]))
+      Array(4., dtype=float32)
+    """
+    predictions, targets = jnp.asarray(predictions), jnp.asarray(targets)
+    if predictions.shape != targets.shape:
+        raise ValueError(
+            f"`predictions` and `targets` must have one shape; got {predictions.shape} "
+            f"and {targets.shape}."
+        )
+    full_mask = align_mask(mask, predictions, "mask", "predictions")
+    error = jnp.where(full_mask, predictions - targets, 0)
+    token_axes = tuple(range(np.ndim(mask), predictions.ndim))
+    per_token = jnp.mean(error * error, axis=token_axes)
+    return reduce_masked_loss(per_token, mask, reduction)
+
+
+def masked_accuracy(logits: Any, labels: Any, mask: Any) -> jax.Array:
+    """Fraction of real tokens whose arg-max class equals the label (0 with none real).
+
+    Args:
+      logits: `(B, T, C)` scores.
+      labels: integer ids `(B, T)` or one-hot `(B, T, C)`.
+      mask: bool `(B, T)`, True = real step.
+
+    Examples:
+      >>> masked_accuracy(jnp.array([[[0.0, 1.0], [1.0, 0.0]]]), jnp.array([[1, 1]]),
+      ...                 jnp.array([[True, False]]))
+      Array(1., dtype=float32)
+    """
+    logits, labels = jnp.asarray(logits), jnp.asarray(labels)
+    if logits.ndim < 2:
+        raise ValueError(f"`logits` must have a class axis, e.g. (B, T, C); got {logits.shape}.")
+    ids = labels if _check_labels(logits, labels) else jnp.argmax(labels, axis=-1)
+    hits = (jnp.argmax(logits, axis=-1) == ids).astype(jnp.float32)
+    return reduce_masked_loss(hits, mask, "token_mean")

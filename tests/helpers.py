@@ -1,0 +1,33 @@
+"""Shared test data: random masks of every layout, and data with poisoned padding."""
+
+import numpy as np
+
+LAYOUTS = ("post", "pre", "gappy", "empty_rows")
+
+
+def random_mask(rng: np.random.Generator, batch: int, steps: int, layout: str) -> np.ndarray:
+    """A bool (B, T) mask, True = real step, in the given layout.
+
+    "post"/"pre": real steps first/last with lengths in [0, T]; "gappy": random
+    holes; "empty_rows": gappy with the first row fully masked.
+    """
+    if layout in ("post", "pre"):
+        lengths = rng.integers(0, steps + 1, size=batch)
+        lengths[0] = steps  # always one full row
+        positions = np.arange(steps)
+        return (
+            positions < lengths[:, None]
+            if layout == "post"
+            else positions >= steps - lengths[:, None]
+        )
+    mask = rng.random((batch, steps)) < 0.6
+    if layout == "empty_rows":
+        mask[0] = False
+    return mask
+
+
+def poison_padding(x: np.ndarray, mask: np.ndarray, value: float = np.nan) -> np.ndarray:
+    """A copy of x with `value` (NaN by default) at every padded step."""
+    x = np.array(x, dtype=np.float32, copy=True)
+    x[~mask] = value
+    return x
