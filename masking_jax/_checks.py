@@ -7,6 +7,7 @@ Shape legend used across the package: B batch, T time (steps), D features in,
 H hidden features, C classes, S key/value length.
 """
 
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -73,10 +74,15 @@ def check_choice(value: Any, name: str, choices: Sequence[Any]) -> None:
 
 def check_int(value: Any, name: str, *, minimum: int = 0) -> int:
     """Returns `value` as a Python int, or raises for floats, bools and values below `minimum`."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+    try:
+        if isinstance(value, bool | np.bool_):
+            raise TypeError
+        value = operator.index(value)  # ints, numpy ints and concrete integer JAX scalars
+    except TypeError:
         raise TypeError(
-            f"`{name}` must be a Python int (a static size); got {type(value).__name__} {value!r}."
-        )
+            f"`{name}` must be an int (a static size, not traced); got "
+            f"{type(value).__name__} {value!r}."
+        ) from None
     if value < minimum:
         raise ValueError(f"`{name}` must be >= {minimum}; got {value}.")
     return int(value)

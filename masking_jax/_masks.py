@@ -112,7 +112,8 @@ def mask_from_value(x: Any, mask_value: Any = 0.0) -> jax.Array:
       mask_value: the value that marks padding.
 
     Returns:
-      bool mask of shape `(B, T)`: True where any feature differs from `mask_value`.
+      bool mask of shape `x.shape[:-1]`, `(B, T)` for `(B, T, D)` data: True where any
+      feature differs from `mask_value`.
 
     Examples:
       >>> mask_from_value(jnp.array([[[1.0, 0.0], [0.0, 0.0]]]))
@@ -164,7 +165,7 @@ def _present_masks(masks: Sequence[Any]) -> tuple[list[jax.Array], jax.Array | N
     present = [as_bool_mask(m, f"masks[{i}]") for i, m in enumerate(masks) if m is not None]
     if not present:
         return [], None
-    widest = max(present, key=lambda m: m.ndim)
+    widest = max(present, key=lambda m: (m.ndim, m.size))  # (B, T) over (B, 1), in any order
     return [align_mask(m, widest, f"masks[{i}]", "the widest mask") for i, m in
             enumerate(present)], widest
 
@@ -338,11 +339,13 @@ def window_mask(
 ) -> jax.Array:
     """The output mask of a 1-D convolution or pooling window over time.
 
-    An output step is real exactly when the layer would produce it on the unpadded
-    sequence: with "valid", when every step its window reads is real; with "same",
-    when the step its window is anchored on (input step `t * strides`) is real.
-    (With "same", zero the padding first, e.g. `Masked.filled(0)`, so edge windows
-    read zeros as they would past the end of the unpadded sequence.)
+    With "valid", an output step is real when every step its window reads is real,
+    so a post-padded row of length L keeps the outputs the layer gives on the
+    unpadded sequence. With "same", output step t is real when input step
+    `t * strides` is real: a post-padded row of length L keeps ceil(L / strides)
+    outputs, as many as on the unpadded sequence. (Their values equal those on the
+    unpadded sequence only for `strides=1` and zeroed padding, e.g. `Masked.filled(0)`:
+    XLA's "same" padding depends on the padded length.)
 
     Args:
       mask: bool `(B, T)`, True = real step.
@@ -386,6 +389,10 @@ def attention_mask(
     Returns:
       bool `(B, 1, T, S)`: pass as `mask=` to `jax.nn.dot_product_attention` (which
       broadcasts the head axis) or to `flax.nnx.MultiHeadAttention`.
+
+    Attention multiplies the weights by the values, and 0 x NaN is NaN: fill padded
+    keys and values first (`Masked(v, key_mask).filled(0).data`). A fully masked
+    query row gets uniform weights there; its output is padding, never read.
 
     Examples:
       >>> attention_mask(jnp.array([[True, True, False]]), causal=True)[0, 0]

@@ -56,9 +56,9 @@ def _check_fits(values: np.ndarray, dtype: np.dtype, name: str) -> None:
     lossy = np.issubdtype(dtype, np.integer) and np.issubdtype(values.dtype, np.floating)
     if lossy and not np.all(np.isfinite(values) & (np.mod(values, 1) == 0)):
         raise ValueError(
-                f"`{name}` holds non-integral floats but `dtype` is {dtype}: they would be "
-                f"truncated. Pass a float dtype, e.g. dtype='float32'."
-            )
+            f"`{name}` holds non-integral floats but `dtype` is {dtype}: they would be "
+            f"truncated. Pass a float dtype, e.g. dtype='float32'."
+        )
 
 
 def pad_sequences(
@@ -154,7 +154,8 @@ def pad_masked(
       sequences: N sequences, each a list or an array of shape `(T_i, ...)`.
       maxlen: the padded length before bucketing; `None` takes the longest sequence.
         Longer sequences are truncated.
-      dtype: the data dtype; `None` infers it from the sequences (float features stay float).
+      dtype: the data dtype; `None` infers it from the sequences as JAX would store it
+        (Python floats become float32, ints int32, unless `jax_enable_x64` is on).
       padding: "post" (default) or "pre".
       truncating: "post" (default) or "pre".
       value: the padding value.
@@ -169,7 +170,7 @@ def pad_masked(
       >>> batch, lengths = pad_masked([[1.0, 2.0, 3.0], [4.0]], bucket=4)
       >>> batch.data
       array([[1., 2., 3., 0.],
-             [4., 0., 0., 0.]])
+             [4., 0., 0., 0.]], dtype=float32)
       >>> batch.mask
       array([[ True,  True,  True, False],
              [ True, False, False, False]])
@@ -179,7 +180,8 @@ def pad_masked(
     arrays = _as_sequences(sequences)
     if dtype is None:
         non_empty = [a for a in arrays if len(a)]
-        dtype = np.result_type(*non_empty) if non_empty else np.float32
+        inferred = np.result_type(*non_empty) if non_empty else np.float32
+        dtype = jax.dtypes.canonicalize_dtype(inferred)  # float64 -> float32 unless x64 is on
     longest = max((len(a) for a in arrays), default=0)
     maxlen = longest if maxlen is None else check_int(maxlen, "maxlen")
     lengths = np.minimum([len(a) for a in arrays], maxlen).astype(np.int32)
@@ -216,7 +218,7 @@ def lengths_to_mask(lengths: Any, maxlen: int, padding: str = "post") -> jax.Arr
     maxlen = check_int(maxlen, "maxlen")
     check_choice(padding, "padding", PADDING_SIDES)
     dtype = getattr(lengths, "dtype", None) or np.asarray(lengths).dtype
-    if not np.issubdtype(dtype, np.integer):
+    if np.size(lengths) and not np.issubdtype(dtype, np.integer):
         raise TypeError(f"`lengths` must hold integers; got dtype {dtype}.")
     if not isinstance(lengths, jax.core.Tracer):
         concrete = np.asarray(lengths)
@@ -225,7 +227,7 @@ def lengths_to_mask(lengths: Any, maxlen: int, padding: str = "post") -> jax.Arr
                 f"`lengths` must lie in [0, maxlen={maxlen}]; got values from {concrete.min()} "
                 f"to {concrete.max()}."
             )
-    lengths = jnp.asarray(lengths)[..., None]
+    lengths = jnp.asarray(lengths, jnp.int32)[..., None]
     steps = jnp.arange(maxlen).reshape((1,) * (lengths.ndim - 1) + (maxlen,))
     return steps < lengths if padding == "post" else steps >= maxlen - lengths
 
