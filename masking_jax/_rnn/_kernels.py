@@ -1,0 +1,238 @@
+"""The public masked RNN kernels: `simple_rnn`, `lstm`, `gru`.
+
+Each checks its arguments on static shapes, then calls the one jit-compiled driver
+`_scan.run_cell`. Shape legend: B batch, T time steps, D input features, H hidden
+units.
+
+dtype policy: the state is carried, and all arithmetic done, in float32 for
+float32, bfloat16 and float16 `x` (float64 for float64 `x`); params and the initial
+state are cast to it. Outputs come back in `x`'s dtype; final states stay in the
+state dtype (float32 for bfloat16 `x`), so a continued sequence loses nothing.
+"""
+
+from typing import Any
+
+import jax
+
+from ._activations import Activation, get_activation
+from ._cells import Cell, GRUCell, LSTMCell, SimpleRNNCell
+from ._scan import run_cell
+from ._validate import (
+    check_bool,
+    check_initial_state,
+    check_mask,
+    check_params,
+    check_unroll,
+    check_x,
+    state_dtype,
+)
+
+Params = Any  # a mapping with keys "kernel", "recurrent_kernel", "bias" (Keras 3 layout)
+
+
+def _run(
+    cell: Cell,
+    params: Params,
+    x: Any,
+    mask: Any,
+    initial_state: Any,
+    reverse: bool,
+    zero_output_for_mask: bool,
+    unroll: bool | int,
+) -> tuple[jax.Array, Any]:
+    x = check_x(x)
+    batch, _, in_features = x.shape
+    arrays, hidden = check_params(cell, params, in_features)
+    dtype = state_dtype(x, arrays)
+    state = check_initial_state(cell, initial_state, batch, hidden, dtype)
+    return run_cell(
+        cell,
+        arrays,
+        x,
+        check_mask(mask, x),
+        state,
+        reverse=check_bool(reverse, "reverse"),
+        zero_output_for_mask=check_bool(zero_output_for_mask, "zero_output_for_mask"),
+        unroll=check_unroll(unroll),
+    )
+
+
+def simple_rnn(
+    params: Params,
+    x: Any,
+    mask: Any = None,
+    *,
+    initial_state: Any = None,
+    reverse: bool = False,
+    zero_output_for_mask: bool = False,
+    activation: Activation = "tanh",
+    unroll: bool | int = False,
+) -> tuple[jax.Array, jax.Array]:
+    """A masked SimpleRNN, `h_t = activation(x_t K + h_{t-1} R + b)`, like Keras `SimpleRNN`.
+
+    Masked steps are skipped: the state is carried unchanged, and whatever the
+    padding holds (NaN included) reaches neither outputs nor gradients of real
+    steps. Any mask layout works (post-padded, pre-padded, holes in the middle).
+
+    Args:
+        params: mapping in the Keras 3 layout: `kernel` `(D, H)`, `recurrent_kernel`
+            `(H, H)`, `bias` `(H,)` (or `None`). Keras weights drop in unchanged.
+        x: inputs `(B, T, D)`, floating.
+        mask: boolean `(B, T)`, True = real step, False = padding; `None` = all real.
+            Integer masks are rejected (pass `mask.astype(bool)`).
+        initial_state: h `(B, H)`; zeros by default.
+        reverse: consume the steps from last to first. Outputs stay aligned with the
+            input positions (Keras `go_backwards` returns them flipped in time).
+        zero_output_for_mask: output zeros at masked steps instead of the previous
+            output (the initial h before any valid step).
+        activation: `"tanh"`, `"sigmoid"`, `"hard_sigmoid"`, `"relu"`, `"linear"` or
+            a callable.
+        unroll: `lax.scan` unrolling: `True` (full), `False`, or a number of steps.
+            It changes speed only, never results (unlike Keras `unroll=True`, which
+            ignores `zero_output_for_mask`).
+
+    Returns:
+        `(outputs, h)`: outputs `(B, T, H)` in `x`'s dtype, and the state after the
+        last valid step `(B, H)` (float32 for low-precision `x`). A fully masked row
+        returns its initial state.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> import masking_jax as mj
+        >>> params = mj.init_simple_rnn_params(jax.random.key(0), 3, 8)
+        >>> x = jnp.ones((2, 5, 3))
+        >>> mask = jnp.array([[True] * 5, [True, True, False, False, False]])
+        >>> outputs, h = mj.simple_rnn(params, x, mask)
+        >>> outputs.shape, h.shape
+        ((2, 5, 8), (2, 8))
+        >>> bool(jnp.allclose(h[1], outputs[1, 1]))  # the state after the last valid step
+        True
+    """
+    cell = SimpleRNNCell(get_activation(activation, "activation"))
+    return _run(cell, params, x, mask, initial_state, reverse, zero_output_for_mask, unroll)
+
+
+def lstm(
+    params: Params,
+    x: Any,
+    mask: Any = None,
+    *,
+    initial_state: Any = None,
+    reverse: bool = False,
+    zero_output_for_mask: bool = False,
+    activation: Activation = "tanh",
+    recurrent_activation: Activation = "sigmoid",
+    unroll: bool | int = False,
+) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    """A masked LSTM with Keras 3 `LSTM` semantics and weight layout.
+
+    Gates i, f, c, o: `c_t = f c_{t-1} + i activation(z_c)`, `h_t = o activation(c_t)`,
+    with i, f, o from `recurrent_activation`. Masked steps are skipped: h and c are
+    carried unchanged, and whatever the padding holds (NaN included) reaches neither
+    outputs nor gradients of real steps. Any mask layout works.
+
+    Args:
+        params: mapping in the Keras 3 layout: `kernel` `(D, 4H)`, `recurrent_kernel`
+            `(H, 4H)`, `bias` `(4H,)` (or `None`), gates in the order i, f, c, o.
+        x: inputs `(B, T, D)`, floating.
+        mask: boolean `(B, T)`, True = real step, False = padding; `None` = all real.
+            Integer masks are rejected (pass `mask.astype(bool)`).
+        initial_state: the pair `(h, c)`, each `(B, H)`; zeros by default.
+        reverse: consume the steps from last to first. Outputs stay aligned with the
+            input positions (Keras `go_backwards` returns them flipped in time).
+        zero_output_for_mask: output zeros at masked steps instead of the previous
+            output (the initial h before any valid step).
+        activation: cell and output activation (Keras name or callable), `"tanh"`.
+        recurrent_activation: gate activation (Keras name or callable), `"sigmoid"`.
+        unroll: `lax.scan` unrolling: `True` (full), `False`, or a number of steps.
+            It changes speed only, never results (unlike Keras `unroll=True`, which
+            ignores `zero_output_for_mask`).
+
+    Returns:
+        `(outputs, (h, c))`: outputs `(B, T, H)` in `x`'s dtype, and the state after
+        the last valid step, h and c `(B, H)` each (float32 for low-precision `x`).
+        A fully masked row returns its initial state.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> import masking_jax as mj
+        >>> params = mj.init_lstm_params(jax.random.key(0), 3, 8)
+        >>> x = jnp.ones((2, 5, 3))
+        >>> mask = jnp.array([[True] * 5, [False, False, True, True, True]])  # pre-padded
+        >>> outputs, (h, c) = mj.lstm(params, x, mask)
+        >>> outputs.shape, h.shape, c.shape
+        ((2, 5, 8), (2, 8), (2, 8))
+        >>> outputs[1, :2].tolist() == [[0.0] * 8] * 2  # the initial h before any valid step
+        True
+    """
+    cell = LSTMCell(
+        get_activation(activation, "activation"),
+        get_activation(recurrent_activation, "recurrent_activation"),
+    )
+    return _run(cell, params, x, mask, initial_state, reverse, zero_output_for_mask, unroll)
+
+
+def gru(
+    params: Params,
+    x: Any,
+    mask: Any = None,
+    *,
+    initial_state: Any = None,
+    reverse: bool = False,
+    zero_output_for_mask: bool = False,
+    activation: Activation = "tanh",
+    recurrent_activation: Activation = "sigmoid",
+    reset_after: bool = True,
+    unroll: bool | int = False,
+) -> tuple[jax.Array, jax.Array]:
+    """A masked GRU with Keras 3 `GRU` semantics and weight layout.
+
+    Gates z, r, h: `h_t = z h_{t-1} + (1 - z) activation(x_h + r (h_{t-1} R_h + b_h))`
+    with `reset_after=True` (the Keras default), `activation(x_h + (r h_{t-1}) R_h)`
+    otherwise. Masked steps are skipped: h is carried unchanged, and whatever the
+    padding holds (NaN included) reaches neither outputs nor gradients of real steps.
+
+    Args:
+        params: mapping in the Keras 3 layout: `kernel` `(D, 3H)`, `recurrent_kernel`
+            `(H, 3H)`, gates in the order z, r, h; `bias` `(2, 3H)` with
+            `reset_after=True` (row 0 input bias, row 1 recurrent bias), `(3H,)` with
+            `reset_after=False`, or `None`.
+        x: inputs `(B, T, D)`, floating.
+        mask: boolean `(B, T)`, True = real step, False = padding; `None` = all real.
+            Integer masks are rejected (pass `mask.astype(bool)`).
+        initial_state: h `(B, H)`; zeros by default.
+        reverse: consume the steps from last to first. Outputs stay aligned with the
+            input positions (Keras `go_backwards` returns them flipped in time).
+        zero_output_for_mask: output zeros at masked steps instead of the previous
+            output (the initial h before any valid step).
+        activation: candidate activation (Keras name or callable), `"tanh"`.
+        recurrent_activation: gate activation (Keras name or callable), `"sigmoid"`.
+        reset_after: apply the reset gate after the recurrent matmul (Keras 3 and
+            cuDNN default) or before it.
+        unroll: `lax.scan` unrolling: `True` (full), `False`, or a number of steps.
+            It changes speed only, never results (unlike Keras `unroll=True`, which
+            ignores `zero_output_for_mask`).
+
+    Returns:
+        `(outputs, h)`: outputs `(B, T, H)` in `x`'s dtype, and the state after the
+        last valid step `(B, H)` (float32 for low-precision `x`). A fully masked row
+        returns its initial state.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> import masking_jax as mj
+        >>> params = mj.init_gru_params(jax.random.key(0), 3, 8)
+        >>> x = jnp.ones((2, 5, 3))
+        >>> mask = jnp.array([[True] * 5, [False] * 5])  # the second row is all padding
+        >>> outputs, h = mj.gru(params, x, mask, reverse=True)
+        >>> outputs.shape, h.shape
+        ((2, 5, 8), (2, 8))
+        >>> h[1].tolist() == [0.0] * 8  # a fully masked row keeps its initial state
+        True
+    """
+    cell = GRUCell(
+        get_activation(activation, "activation"),
+        get_activation(recurrent_activation, "recurrent_activation"),
+        check_bool(reset_after, "reset_after"),
+    )
+    return _run(cell, params, x, mask, initial_state, reverse, zero_output_for_mask, unroll)
