@@ -1,0 +1,12 @@
+"""Flax NNX layers with Keras-style mask propagation; the public surface is `masking_jax.nnx`.
+
+Modules, one job each:
+
+- `_protocol`: the mask protocol (`call_with_mask`, `POSITIONWISE_MODULES`), the
+  `Masked`-input helper every layer uses, and `Sequential`, which threads masks.
+- `_mask_makers`: layers that make a mask: `Embedding(mask_zero=True)`, `Masking`.
+- `_temporal`: layers that consume or reshape masks along time: global pooling,
+  `TemporalSoftmax`, `TemporalSplit`, `TemporalConcat`.
+- `_recurrent`: `SimpleRNN`, `LSTM`, `GRU` over the core kernels, and `Bidirectional`.
+- `_keras_weights`: `load_keras_weights`, copying Keras 3 weights into these modules.
+"""

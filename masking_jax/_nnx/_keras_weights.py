@@ -1,0 +1,130 @@
+"""`load_keras_weights`: copies trained Keras 3 weights into the matching NNX modules.
+
+Keras is imported only when the function runs; the layers themselves never need it.
+"""
+
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from ._mask_makers import Embedding
+from ._protocol import Sequential
+from ._recurrent import _RNN, GRU, LSTM, Bidirectional, SimpleRNN
+
+_WEIGHTED_MODULES = (Embedding, _RNN, Bidirectional, nnx.Linear)
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    """A Keras variable's value as numpy (its backend tensor is `.value`)."""
+    return np.asarray(getattr(value, "value", value))
+
+
+def _assign(module: Any, name: str, value: Any, owner: str) -> None:
+    param = getattr(module, name, None)
+    if value is None and param is None:
+        return
+    if (value is None) != (param is None):
+        raise ValueError(
+            f"`{name}` of the Keras {owner} is {'absent' if value is None else 'present'} but "
+            f"of the module {'present' if value is None else 'absent'}; match `use_bias`."
+        )
+    value = _to_numpy(value)
+    if value.shape != param.shape:
+        raise ValueError(
+            f"`{name}` of the Keras {owner} has shape {value.shape} but the module's has "
+            f"{param.shape}; build the module with matching sizes (in_features, "
+            "hidden_features, reset_after, ...)."
+        )
+    param.set_value(jnp.asarray(value, param.dtype))
+
+
+def _load_sequential(module: Any, keras_model: Any) -> Any:
+    """Pairs the Keras layers that hold weights with the modules that do, in order."""
+    if not isinstance(module, Sequential):
+        raise TypeError(f"a keras.Sequential needs a Sequential; got {type(module).__name__}.")
+    ours = [layer for layer in module.layers if isinstance(layer, _WEIGHTED_MODULES)]
+    theirs = [layer for layer in keras_model.layers if layer.weights]
+    if len(ours) != len(theirs):
+        raise ValueError(
+            f"the Keras model has {len(theirs)} layers with weights "
+            f"({[type(t).__name__ for t in theirs]}) but the Sequential has {len(ours)} "
+            f"({[type(o).__name__ for o in ours]})."
+        )
+    for o, t in zip(ours, theirs, strict=True):
+        load_keras_weights(o, t)
+    return module
+
+
+def load_keras_weights(module: Any, keras_layer: Any) -> Any:
+    """Copies the weights of a Keras 3 layer (or model) into the matching module, in place.
+
+    Pairs: `keras.layers.Embedding` -> `Embedding`; `SimpleRNN`/`LSTM`/`GRU` -> the
+    same-named layer; `Dense` -> `nnx.Linear` (`kernel`, `bias`); `Bidirectional` ->
+    `Bidirectional` (forward and backward layers); a `keras.Sequential` -> `Sequential`,
+    pairing the Keras layers that hold weights with the modules that do, in order.
+    Shapes must match; options that change outputs (activations, `reset_after`,
+    `mask_zero`, `go_backwards` vs `reverse`) are the caller's to match.
+
+    Args:
+      module: the NNX module to fill (changed in place).
+      keras_layer: a built Keras 3 layer or `keras.Sequential`.
+
+    Returns:
+      `module`, now holding the Keras weights.
+
+    Raises:
+      TypeError: for a Keras layer with no counterpart, or the wrong kind of module.
+      ValueError: for an unbuilt Keras layer, or parameters of other shapes or presence.
+
+    Examples:
+      >>> import os
+      >>> _ = os.environ.setdefault("KERAS_BACKEND", "jax")  # any Keras backend works
+      >>> import keras
+      >>> k = keras.layers.Dense(2)
+      >>> k.build((None, 3))
+      >>> lin = load_keras_weights(nnx.Linear(3, 2, rngs=nnx.Rngs(0)), k)
+      >>> bool(jnp.allclose(lin.kernel[...], k.kernel.value))
+      True
+    """
+    import keras
+
+    kl = keras.layers
+    owner = type(keras_layer).__name__
+    if isinstance(keras_layer, keras.Sequential):
+        return _load_sequential(module, keras_layer)
+    pairs = [
+        (kl.Embedding, Embedding),
+        (kl.SimpleRNN, SimpleRNN),
+        (kl.LSTM, LSTM),
+        (kl.GRU, GRU),
+        (kl.Dense, nnx.Linear),
+        (kl.Bidirectional, Bidirectional),
+    ]
+    module_type = next((m for k, m in pairs if isinstance(keras_layer, k)), None)
+    if module_type is None:
+        raise TypeError(
+            f"`keras_layer` must be a Keras Embedding, SimpleRNN, LSTM, GRU, Dense, "
+            f"Bidirectional or Sequential; got {owner}."
+        )
+    if not isinstance(module, module_type):
+        raise TypeError(
+            f"the weights of a Keras {owner} go into a {module_type.__name__}; got "
+            f"{type(module).__name__}."
+        )
+    if not keras_layer.built:
+        raise ValueError(f"the Keras {owner} has no weights yet: build or call it first.")
+    if isinstance(keras_layer, kl.Embedding):
+        _assign(module, "embedding", keras_layer.embeddings, owner)
+    elif isinstance(keras_layer, kl.Dense):
+        _assign(module, "kernel", keras_layer.kernel, owner)
+        _assign(module, "bias", keras_layer.bias, owner)
+    elif isinstance(keras_layer, kl.Bidirectional):
+        load_keras_weights(module.forward_layer, keras_layer.forward_layer)
+        load_keras_weights(module.backward_layer, keras_layer.backward_layer)
+    else:
+        cell = keras_layer.cell
+        for name in ("kernel", "recurrent_kernel", "bias"):
+            _assign(module, name, getattr(cell, name), owner)
+    return module

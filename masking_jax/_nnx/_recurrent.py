@@ -1,0 +1,373 @@
+"""Recurrent layers over the core kernels: `SimpleRNN`, `LSTM`, `GRU`, and `Bidirectional`.
+
+Shape legend: B batch, T time steps, D input features, H hidden units. A mask is bool
+`(B, T)`, True = real step, False = padding. The layers hold Keras-named parameters
+and call the pure kernels of `masking_jax._rnn`; all the masking happens there.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from .._checks import check_choice
+from .._masks import Masked
+from .._rnn._activations import get_activation
+from .._rnn._init import init_gru_params, init_lstm_params, init_simple_rnn_params
+from .._rnn._kernels import gru, lstm, simple_rnn
+from .._rnn._layers import MERGE_MODES, merge_outputs
+from ._protocol import unpack
+
+_ACTIVATION_OPTIONS = ("activation", "recurrent_activation")
+
+
+class _RNN(nnx.Module):
+    """Shared body of `SimpleRNN`, `LSTM` and `GRU`: parameters plus a call of the kernel.
+
+    Subclasses set `_kernel`, `_init`, `_num_states` and pass their cell options
+    (activations, `reset_after`) and initialiser options (`unit_forget_bias`, ...).
+    """
+
+    _kernel: Callable[..., Any]
+    _init: Callable[..., Any]
+    _num_states = 1
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: int,
+        *,
+        return_sequences: bool = False,
+        return_state: bool = False,
+        reverse: bool = False,
+        zero_output_for_mask: bool = False,
+        use_bias: bool = True,
+        unroll: bool | int = False,
+        param_dtype: Any = jnp.float32,
+        rngs: nnx.Rngs,
+        cell_options: dict[str, Any],
+        init_options: dict[str, Any],
+    ):
+        for name in _ACTIVATION_OPTIONS:
+            if name in cell_options:  # fail when the layer is built, not at its first call
+                get_activation(cell_options[name], name)
+        self.in_features = in_features
+        self.hidden_features = hidden_features
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.reverse = bool(reverse)
+        self.zero_output_for_mask = bool(zero_output_for_mask)
+        self.use_bias = bool(use_bias)
+        self.unroll = unroll
+        self.param_dtype = param_dtype
+        self.cell_options = cell_options
+        self.init_options = init_options
+        params = type(self)._init(
+            rngs.params(), in_features, hidden_features, dtype=param_dtype, **init_options
+        )
+        self.kernel = nnx.Param(params["kernel"])
+        self.recurrent_kernel = nnx.Param(params["recurrent_kernel"])
+        self.bias = nnx.Param(params["bias"]) if use_bias else None
+
+    def _clone(self, rngs: nnx.Rngs, **changes: Any) -> "_RNN":
+        """A freshly initialised layer of the same configuration, with `changes`."""
+        kwargs = {
+            "return_sequences": self.return_sequences,
+            "return_state": self.return_state,
+            "reverse": self.reverse,
+            "zero_output_for_mask": self.zero_output_for_mask,
+            "use_bias": self.use_bias,
+            "unroll": self.unroll,
+            "param_dtype": self.param_dtype,
+            **self.cell_options,
+            **self.init_options,
+            **changes,
+        }
+        return type(self)(self.in_features, self.hidden_features, rngs=rngs, **kwargs)
+
+    def _run(
+        self, x: Any, mask: Any, initial_state: Any, zero_output_for_mask: bool
+    ) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+        """`(outputs (B, T, H), states)` with `states` a tuple: `(h,)` or LSTM's `(h, c)`."""
+        params = {
+            "kernel": self.kernel[...],
+            "recurrent_kernel": self.recurrent_kernel[...],
+            "bias": None if self.bias is None else self.bias[...],
+        }
+        outputs, state = type(self)._kernel(
+            params,
+            x,
+            mask,
+            initial_state=initial_state,
+            reverse=self.reverse,
+            zero_output_for_mask=zero_output_for_mask,
+            unroll=self.unroll,
+            **self.cell_options,
+        )
+        return outputs, (tuple(state) if self._num_states == 2 else (state,))
+
+    def __call__(self, x: Any, mask: Any = None, *, initial_state: Any = None) -> Any:
+        x, mask, was_masked = unpack(x, mask)
+        outputs, states = self._run(x, mask, initial_state, self.zero_output_for_mask)
+        if self.return_sequences:
+            y = Masked(outputs, mask) if was_masked else outputs
+        else:
+            y = states[0].astype(outputs.dtype)  # h after the last real step
+        return (y, *states) if self.return_state else y
+
+    def compute_mask(self, x: Any, mask: Any = None) -> Any:
+        """The mask of the main output: `mask` with `return_sequences`, else `None`."""
+        return mask if self.return_sequences else None
+
+
+def _rnn_doc(summary: str, cell_args: str, examples: str) -> str:
+    """The docstring of an RNN layer: its own lines, then the arguments every RNN takes."""
+    return f"""{summary}
+
+    Args:
+      in_features: D, the input features.
+      hidden_features: H, the hidden units.
+{cell_args}
+      rngs: `nnx.Rngs`; Keras-default initialisers (glorot-uniform `kernel`,
+        orthogonal `recurrent_kernel`, zero `bias`).
+      **options: the options every RNN layer takes, all keyword-only:
+        `return_sequences=False`: return all outputs `(B, T, H)` (the mask passes on)
+        instead of the output after the last real step `(B, H)` (the mask ends).
+        `return_state=False`: also return the final state(s), each `(B, H)`, as in
+        Keras: `(y, h)` or, for the LSTM, `(y, h, c)`.
+        `reverse=False`: consume the steps from last to first; outputs stay aligned
+        with the input positions (Keras `go_backwards` returns them flipped in time).
+        `zero_output_for_mask=False`: output zeros at padded steps instead of the
+        previous output.
+        `use_bias=True`: whether the layer has `bias`.
+        `unroll=False`: `lax.scan` unrolling (`True`, `False` or a number of steps).
+        `param_dtype=jnp.float32`: dtype of the parameters.
+
+    Call: `layer(x, mask=None, *, initial_state=None)` with `x` `(B, T, D)` (or a
+    `Masked`, then sequence outputs come back `Masked`), `mask` bool `(B, T)`, True =
+    real step; padded steps are skipped and their content (even NaN) never matters.
+
+    Raises:
+      ValueError: at construction, for an unknown activation name.
+
+    Examples:
+{examples}
+    """
+
+
+_GATE_ARGS = """\
+      activation: the candidate activation: a Keras name ("tanh", "sigmoid",
+        "hard_sigmoid", "relu", "linear"), a function, or `None` (linear).
+      recurrent_activation: the gate activation, named or given as `activation`."""
+
+
+class SimpleRNN(_RNN):
+    __doc__ = _rnn_doc(
+        """A masked SimpleRNN layer (`keras.layers.SimpleRNN`) over `masking_jax.simple_rnn`.
+
+    Parameters: `kernel` (D, H), `recurrent_kernel` (H, H), `bias` (H,).""",
+        """\
+      activation: a Keras name ("tanh", "sigmoid", "hard_sigmoid", "relu", "linear"),
+        a function, or `None` (linear).""",
+        """\
+      >>> rnn = SimpleRNN(3, 4, return_sequences=True, rngs=nnx.Rngs(0))
+      >>> rnn(jnp.ones((2, 5, 3)), mask=jnp.ones((2, 5), bool)).shape
+      (2, 5, 4)""",
+    )
+    _kernel = staticmethod(simple_rnn)
+    _init = staticmethod(init_simple_rnn_params)
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: int,
+        *,
+        activation: Any = "tanh",
+        rngs: nnx.Rngs,
+        **options: Any,
+    ):
+        super().__init__(
+            in_features, hidden_features, rngs=rngs,
+            cell_options={"activation": activation}, init_options={}, **options,
+        )  # fmt: skip
+
+
+class LSTM(_RNN):
+    __doc__ = _rnn_doc(
+        """A masked LSTM layer (`keras.layers.LSTM`) over `masking_jax.lstm`.
+
+    Parameters: `kernel` (D, 4H), `recurrent_kernel` (H, 4H), `bias` (4H,), gates
+    i, f, c, o.""",
+        _GATE_ARGS
+        + """
+      unit_forget_bias: start the forget-gate bias at 1, as Keras does.""",
+        """\
+      >>> rnn = LSTM(3, 4, return_state=True, rngs=nnx.Rngs(0))
+      >>> mask = jnp.array([[True, True, False], [True, False, False]])
+      >>> y, h, c = rnn(jnp.ones((2, 3, 3)), mask=mask)
+      >>> y.shape, h.shape, c.shape, rnn.compute_mask(None, mask) is None
+      ((2, 4), (2, 4), (2, 4), True)""",
+    )
+    _kernel = staticmethod(lstm)
+    _init = staticmethod(init_lstm_params)
+    _num_states = 2
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: int,
+        *,
+        activation: Any = "tanh",
+        recurrent_activation: Any = "sigmoid",
+        unit_forget_bias: bool = True,
+        rngs: nnx.Rngs,
+        **options: Any,
+    ):
+        super().__init__(
+            in_features, hidden_features, rngs=rngs,
+            cell_options={"activation": activation, "recurrent_activation": recurrent_activation},
+            init_options={"unit_forget_bias": unit_forget_bias}, **options,
+        )  # fmt: skip
+
+
+class GRU(_RNN):
+    __doc__ = _rnn_doc(
+        """A masked GRU layer (`keras.layers.GRU`) over `masking_jax.gru`.
+
+    Parameters: `kernel` (D, 3H), `recurrent_kernel` (H, 3H), gates z, r, h; `bias`
+    (2, 3H) with `reset_after=True` (Keras 3 default), (3H,) otherwise.""",
+        _GATE_ARGS
+        + """
+      reset_after: apply the reset gate after the recurrent matmul (Keras 3 and cuDNN
+        convention) rather than before.""",
+        """\
+      >>> rnn = GRU(3, 4, return_sequences=True, rngs=nnx.Rngs(0))
+      >>> rnn.bias.shape
+      (2, 12)
+      >>> out = rnn(Masked(jnp.ones((2, 5, 3)), jnp.ones((2, 5), bool)))
+      >>> type(out).__name__, out.data.shape
+      ('Masked', (2, 5, 4))
+      >>> GRU(3, 4, activation="gelu", rngs=nnx.Rngs(0))  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      ValueError: `activation` must be one of ...; got 'gelu'...""",
+    )
+    _kernel = staticmethod(gru)
+    _init = staticmethod(init_gru_params)
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: int,
+        *,
+        activation: Any = "tanh",
+        recurrent_activation: Any = "sigmoid",
+        reset_after: bool = True,
+        rngs: nnx.Rngs,
+        **options: Any,
+    ):
+        super().__init__(
+            in_features, hidden_features, rngs=rngs,
+            cell_options={
+                "activation": activation,
+                "recurrent_activation": recurrent_activation,
+                "reset_after": reset_after,
+            },
+            init_options={"reset_after": reset_after}, **options,
+        )  # fmt: skip
+
+
+class Bidirectional(nnx.Module):
+    """A forward and a backward RNN over the real steps, merged (`keras.layers.Bidirectional`).
+
+    Args:
+      layer: a `SimpleRNN`, `LSTM` or `GRU`; it runs forward and sets
+        `return_sequences` and `return_state` for both directions.
+      merge_mode: `"concat"` (`2H` features), `"sum"`, `"mul"`, `"ave"` (`H`), or `None`
+        for the pair `(forward, backward)`.
+      backward_layer: the backward RNN, with `reverse` opposite to `layer`'s; by
+        default a freshly initialised copy of `layer` (then `rngs` is required).
+      rngs: `nnx.Rngs` for that copy.
+
+    Call: `layer(x, mask=None, *, initial_state=None)` with `x` `(B, T, D)` (or a
+    `Masked`), mask bool `(B, T)` (True = real step), `initial_state` the pair
+    `(forward_state, backward_state)`. Backward outputs are aligned with the input
+    positions, so pre- and post-padded copies of a sequence give the same outputs at
+    real steps. As in Keras, padded steps output zeros when returning sequences.
+    With `return_state` it returns `(y, *forward_states, *backward_states)`.
+
+    Examples:
+      >>> bi = Bidirectional(LSTM(3, 4, return_sequences=True, rngs=nnx.Rngs(0)),
+      ...                    rngs=nnx.Rngs(1))
+      >>> mask = jnp.array([[True, True, False]])
+      >>> bi(jnp.ones((1, 3, 3)), mask=mask).shape, bi.compute_mask(None, mask)
+      ((1, 3, 8), Array([[ True,  True, False]], dtype=bool))
+    """
+
+    def __init__(
+        self,
+        layer: _RNN,
+        merge_mode: str | None = "concat",
+        *,
+        backward_layer: _RNN | None = None,
+        rngs: nnx.Rngs | None = None,
+    ):
+        if not isinstance(layer, _RNN):
+            raise TypeError(
+                f"`layer` must be a SimpleRNN, LSTM or GRU; got {type(layer).__name__}."
+            )
+        check_choice(merge_mode, "merge_mode", MERGE_MODES)
+        if backward_layer is None:
+            if rngs is None:
+                raise TypeError(
+                    "`rngs` is required to initialise the backward copy of `layer`; pass "
+                    "`rngs=nnx.Rngs(...)` or a `backward_layer`."
+                )
+            backward_layer = layer._clone(rngs, reverse=not layer.reverse)
+        elif not isinstance(backward_layer, _RNN):
+            raise TypeError(
+                "`backward_layer` must be a SimpleRNN, LSTM or GRU; got "
+                f"{type(backward_layer).__name__}."
+            )
+        elif backward_layer.reverse == layer.reverse:
+            raise ValueError(
+                "`backward_layer.reverse` must be the opposite of `layer.reverse`; both are "
+                f"{layer.reverse}."
+            )
+        self.forward_layer = layer
+        self.backward_layer = backward_layer
+        self.merge_mode = merge_mode
+
+    @property
+    def return_sequences(self) -> bool:
+        return self.forward_layer.return_sequences
+
+    def __call__(self, x: Any, mask: Any = None, *, initial_state: Any = None) -> Any:
+        x, mask, was_masked = unpack(x, mask)
+        if initial_state is None:
+            init_f = init_b = None
+        elif isinstance(initial_state, tuple | list) and len(initial_state) == 2:
+            init_f, init_b = initial_state
+        else:
+            raise TypeError(
+                "`initial_state` must be a pair (forward_state, backward_state); got "
+                f"{type(initial_state).__name__}."
+            )
+        seq = self.return_sequences
+        out_f, states_f = self.forward_layer._run(x, mask, init_f, seq)
+        out_b, states_b = self.backward_layer._run(x, mask, init_b, seq)
+        if seq:
+            y = merge_outputs(self.merge_mode, out_f, out_b)
+            if was_masked:
+                y = Masked(y, mask if self.merge_mode else (mask, mask))
+        else:
+            dtype = out_f.dtype
+            y = merge_outputs(self.merge_mode, states_f[0].astype(dtype), states_b[0].astype(dtype))
+        return (y, *states_f, *states_b) if self.forward_layer.return_state else y
+
+    def compute_mask(self, x: Any, mask: Any = None) -> Any:
+        """The mask of the main output (a pair for `merge_mode=None`), `None` without sequences."""
+        if not self.return_sequences:
+            return None
+        return mask if self.merge_mode else (mask, mask)
