@@ -1,0 +1,36 @@
+"""The main job runs end to end on the shipped data and reports what README promises."""
+
+import json
+
+import numpy as np
+import pytest
+
+from masking_jax import demo
+from masking_jax.datasets import load_japanese_vowels
+
+
+def test_data_set_has_the_documented_splits():
+    for split, count, longest in (("train", 270, 26), ("test", 370, 29)):
+        sequences, labels = load_japanese_vowels(split)
+        assert len(sequences) == len(labels) == count
+        assert {s.shape[1] for s in sequences} == {12}
+        assert min(len(s) for s in sequences) == 7 and max(len(s) for s in sequences) == longest
+        assert set(np.unique(labels)) == set(range(9))
+    with pytest.raises(ValueError, match="`split` must be one of 'train', 'test'"):
+        load_japanese_vowels("valid")
+
+
+def test_short_run_prints_json_with_results(tmp_path, capsys):
+    results = demo.main(["--epochs", "2", "--hidden", "16", "--quiet", "--out", str(tmp_path)])
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed == results
+    assert results["padding_invariant"] is True
+    assert results["epochs"] == 2 and results["train_seconds"] > 0
+    assert results["test_accuracy"] > 1 / 9  # better than chance after two epochs
+    assert (tmp_path / "training_curves.png").stat().st_size > 0
+
+
+def test_bad_flags_exit_with_a_message(capsys):
+    with pytest.raises(SystemExit):
+        demo.parse_args(["--epochs", "0"])
+    assert "--epochs must be >= 1" in capsys.readouterr().err
