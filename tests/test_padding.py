@@ -377,7 +377,7 @@ def test_lengths_to_mask_errors():
         mj.lengths_to_mask([1, 2], 3.0)
     np.testing.assert_array_equal(mj.lengths_to_mask([1, 2], jnp.int32(3)),
                                   mj.lengths_to_mask([1, 2], 3))  # a concrete JAX int is fine
-    with pytest.raises(TypeError, match="`maxlen` must be an int .*not traced"):
+    with pytest.raises(TypeError, match=r"`maxlen` must be an int .*not traced"):
         jax.jit(mj.lengths_to_mask)(jnp.array([1, 2]), jnp.int32(3))
     with pytest.raises(TypeError, match="`maxlen`"):
         mj.lengths_to_mask([1, 2], None)
