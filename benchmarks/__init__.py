@@ -1,0 +1,14 @@
+"""Benchmarks of the masked RNN kernels against the peers a user would pick instead.
+
+Plain scripts; the entry point is `python benchmarks/rnn_speed.py` (see README.md).
+Modules, one job each:
+
+- `cases`: the benchmark cases (sizes, mask layouts) and the data of one problem.
+- `peers`: one adapter per implementation (masking_jax, Flax, Keras, PyTorch, cuDNN),
+  built from OUR parameters so every peer runs the same weights.
+- `check`: the correctness comparison run before any timing.
+- `timing`: warm-up, `block_until_ready`, repeats, min/median.
+- `targets`: the speed/memory targets of issue 5, read off the results.
+- `report`: the markdown table with ratios, the JSON file and the PNG plot.
+- `rnn_speed`: the command line that ties them together.
+"""
