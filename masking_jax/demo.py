@@ -14,15 +14,17 @@ import pathlib
 import time
 from collections.abc import Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import nnx
 
 import masking_jax as mj
+from masking_jax import nnx as mnx
 from masking_jax.datasets import load_japanese_vowels
 
-KERNELS = {"lstm": (mj.lstm, mj.init_lstm_params), "gru": (mj.gru, mj.init_gru_params)}
+RNN_LAYERS = {"lstm": mnx.LSTM, "gru": mnx.GRU}
+NUM_FEATURES, NUM_CLASSES = 12, 9
 
 
 def standardize(train: Sequence[np.ndarray], *others: Sequence[np.ndarray]):
@@ -32,37 +34,28 @@ def standardize(train: Sequence[np.ndarray], *others: Sequence[np.ndarray]):
     return [[(s - mean) / std for s in split] for split in (train, *others)]
 
 
-def init_params(key: jax.Array, kernel_name: str, features: int, hidden: int, classes: int):
-    """Forward and backward RNN params plus a dense classifier on the pooled outputs."""
-    init_rnn = KERNELS[kernel_name][1]
-    forward_key, backward_key, dense_key = jax.random.split(key, 3)
-    return {
-        "rnn": (init_rnn(forward_key, features, hidden), init_rnn(backward_key, features, hidden)),
-        "dense": {
-            "kernel": jax.nn.initializers.glorot_uniform()(dense_key, (2 * hidden, classes)),
-            "bias": jnp.zeros((classes,)),
-        },
-    }
+def build_model(kind: str, hidden: int, seed: int) -> mnx.Sequential:
+    """Bidirectional RNN over the real frames -> masked mean over time -> dense logits.
+
+    Called as `model(x (B, T, 12), mask=(B, T))`, it returns logits `(B, 9)`: the
+    mask reaches the RNN and the pooling layer through `Sequential`.
+    """
+    rngs = nnx.Rngs(seed)
+    rnn = RNN_LAYERS[kind](NUM_FEATURES, hidden, return_sequences=True, rngs=rngs)
+    return mnx.Sequential(
+        mnx.Bidirectional(rnn, merge_mode="concat", rngs=rngs),   # (B, T, 2H), mask kept
+        mnx.GlobalAveragePooling1D(),                              # (B, 2H), mask ends
+        nnx.Linear(2 * hidden, NUM_CLASSES, rngs=rngs),            # (B, 9)
+    )
 
 
-def make_model(kernel_name: str):
-    """Returns `logits(params, x (B, T, D), mask (B, T)) -> (B, C)`."""
-    kernel = KERNELS[kernel_name][0]
-
-    def logits(params, x, mask):
-        outputs, _ = mj.bidirectional(kernel, params["rnn"], x, mask)   # (B, T, 2H)
-        pooled = mj.masked_mean(outputs, mask)                           # (B, 2H)
-        return pooled @ params["dense"]["kernel"] + params["dense"]["bias"][None, :]
-
-    return logits
-
-
-def padding_invariant(logits_fn, params, sequences: Sequence[np.ndarray]) -> bool:
+def padding_invariant(model: mnx.Sequential, sequences: Sequence[np.ndarray]) -> bool:
     """True when post-, pre- and over-padded (NaN-filled) batches give the same predictions."""
     post, _ = mj.pad_masked(sequences, padding="post")
     pre, _ = mj.pad_masked(sequences, padding="pre")
     longer, _ = mj.pad_masked(sequences, padding="post", bucket=64, value=np.nan)
-    results = [np.asarray(logits_fn(params, b.data, b.mask)) for b in (post, pre, longer)]
+    predict = nnx.jit(lambda model, x, mask: model(x, mask=mask))
+    results = [np.asarray(predict(model, b.data, b.mask)) for b in (post, pre, longer)]
     return all(np.allclose(results[0], r, atol=1e-5) for r in results[1:]) and all(
         np.array_equal(results[0].argmax(-1), r.argmax(-1)) for r in results[1:]
     )
@@ -95,27 +88,26 @@ def train(args: argparse.Namespace) -> dict:
     train_seqs, train_labels = load_japanese_vowels("train")
     test_seqs, test_labels = load_japanese_vowels("test")
     train_seqs, test_seqs = standardize(train_seqs, test_seqs)
-    train_batch, _ = mj.pad_masked(train_seqs, bucket=8)
-    test_batch, _ = mj.pad_masked(test_seqs, bucket=8)
+    train_batch, _ = mj.pad_masked(train_seqs, bucket=8)  # (270, 32, 12) and its mask
+    test_batch, _ = mj.pad_masked(test_seqs, bucket=8)    # (370, 32, 12)
 
-    logits_fn = make_model(args.model)
-    params = init_params(jax.random.key(args.seed), args.model, 12, args.hidden, 9)
-    optimizer = optax.adamw(args.learning_rate, weight_decay=1e-4)
-    opt_state = optimizer.init(params)
+    model = build_model(args.model, args.hidden, args.seed)
+    optimizer = nnx.Optimizer(model, optax.adamw(args.learning_rate, weight_decay=1e-4),
+                              wrt=nnx.Param)
 
-    def loss_fn(params, x, mask, labels):
-        logits = logits_fn(params, x, mask)
+    def loss_fn(model, x, mask, labels):
+        logits = model(x, mask=mask)
         return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
-    @jax.jit
-    def step(params, opt_state, x, mask, labels):
-        loss, grads = jax.value_and_grad(loss_fn)(params, x, mask, labels)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+    @nnx.jit
+    def step(model, optimizer, x, mask, labels):
+        loss, grads = nnx.value_and_grad(loss_fn)(model, x, mask, labels)
+        optimizer.update(model, grads)
+        return loss
 
-    @jax.jit
-    def accuracy(params, x, mask, labels):
-        return jnp.mean(jnp.argmax(logits_fn(params, x, mask), -1) == labels)
+    @nnx.jit
+    def accuracy(model, x, mask, labels):
+        return jnp.mean(jnp.argmax(model(x, mask=mask), -1) == labels)
 
     rng = np.random.default_rng(args.seed)
     history = {"loss": [], "train_accuracy": [], "test_accuracy": []}
@@ -129,13 +121,13 @@ def train(args: argparse.Namespace) -> dict:
             # Fixed-size batches (the last one wraps around) keep one compiled shape.
             index = np.take(order, np.arange(i * args.batch_size, (i + 1) * args.batch_size),
                             mode="wrap")
-            params, opt_state, loss = step(params, opt_state, train_batch.data[index],
-                                           train_batch.mask[index], train_labels[index])
+            loss = step(model, optimizer, train_batch.data[index], train_batch.mask[index],
+                        train_labels[index])
             losses.append(loss)
         history["loss"].append(float(np.mean(losses)))
-        history["train_accuracy"].append(float(accuracy(params, train_batch.data,
+        history["train_accuracy"].append(float(accuracy(model, train_batch.data,
                                                         train_batch.mask, train_labels)))
-        history["test_accuracy"].append(float(accuracy(params, test_batch.data,
+        history["test_accuracy"].append(float(accuracy(model, test_batch.data,
                                                        test_batch.mask, test_labels)))
         progress.update(1)
         progress.set_postfix(loss=f"{history['loss'][-1]:.4f}",
@@ -155,7 +147,7 @@ def train(args: argparse.Namespace) -> dict:
         "train_seconds": round(train_seconds, 2),
         "epochs": args.epochs,
         "seed": args.seed,
-        "padding_invariant": padding_invariant(jax.jit(logits_fn), params, test_seqs),
+        "padding_invariant": padding_invariant(model, test_seqs),
         "curves_png": str(out_dir / "training_curves.png"),
     }
 
@@ -192,7 +184,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "utterances (default: 40)")
     parser.add_argument("--seed", type=int, default=0, help="seed for init and shuffling "
                         "(default: 0)")
-    parser.add_argument("--model", choices=sorted(KERNELS), default="lstm",
+    parser.add_argument("--model", choices=sorted(RNN_LAYERS), default="lstm",
                         help="recurrent kernel (default: lstm)")
     parser.add_argument("--hidden", type=int, default=64, help="hidden units per direction "
                         "(default: 64)")
