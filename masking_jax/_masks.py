@@ -31,6 +31,8 @@ class Masked:
 
     Examples:
       >>> x = Masked(jnp.ones((2, 3, 4)), jnp.array([[True, True, False], [True, False, False]]))
+      >>> x
+      Masked(data=float32[2, 3, 4], mask=bool[2, 3])
       >>> jax.jit(lambda m: m.filled(0.0).data.sum())(x)
       Array(12., dtype=float32)
     """
@@ -66,7 +68,12 @@ class Masked:
         return obj
 
     def __repr__(self) -> str:
-        return f"Masked(data={self.data!r}, mask={self.mask!r})"
+        def describe(leaf):
+            shape = getattr(leaf, "shape", None)
+            return leaf if shape is None else f"{leaf.dtype}{list(shape)}"
+
+        return f"Masked(data={jax.tree.map(describe, self.data)}, " \
+            f"mask={jax.tree.map(describe, self.mask)})"
 
     def filled(self, value: Any = 0) -> "Masked":
         """Returns a copy whose padded positions hold `value` (padding is not read)."""

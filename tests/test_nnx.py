@@ -117,6 +117,9 @@ def test_pooling_softmax_masking_embedding():
     extra = np.ones((B, T), bool)
     extra[0, 0] = False
     np.testing.assert_array_equal(emb.compute_mask(ids, extra), MASK & extra)
+    embedded = emb(mj.Masked(ids, extra))  # alone, a Masked in gives a Masked out
+    np.testing.assert_array_equal(embedded.mask, MASK & extra)
+    np.testing.assert_array_equal(embedded.data, emb(ids))
 
 
 def test_split_and_concat_time_round_trip():

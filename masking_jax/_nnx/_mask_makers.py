@@ -26,7 +26,8 @@ class Embedding(nnx.Module):
       rngs: `nnx.Rngs`; the table `embedding` `(N, D)` is drawn from U(-0.05, 0.05) as
         in Keras.
 
-    `__call__(ids)` maps int `(B, T)` ids to `(B, T, D)`. `compute_mask(ids, mask)` is
+    `__call__(ids)` maps int `(B, T)` ids to `(B, T, D)` (a `Masked` with the output
+    mask for a `Masked` input). `compute_mask(ids, mask)` is
     `ids != pad_id` (True = real step) AND'ed with an incoming mask when `mask_zero`,
     else the incoming mask (Keras has none there).
 
@@ -58,7 +59,9 @@ class Embedding(nnx.Module):
         )
         self.embedding = nnx.Param(table)
 
-    def __call__(self, ids: Any) -> jax.Array:
+    def __call__(self, ids: Any) -> Any:
+        if isinstance(ids, Masked):
+            return Masked(self(ids.data), self.compute_mask(ids.data, ids.mask))
         ids = jnp.asarray(ids)
         if not jnp.issubdtype(ids.dtype, jnp.integer):
             raise TypeError(f"`ids` must be integer token ids (B, T); got dtype {ids.dtype}.")
