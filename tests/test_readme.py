@@ -1,0 +1,27 @@
+"""README's promises: its example runs, and CI runs the test command README shows."""
+
+import pathlib
+import re
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def _blocks(language):
+    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.DOTALL)
+
+
+def test_quickstart_has_two_commands_and_ci_runs_the_test_one():
+    commands = [block.strip() for block in _blocks("bash")[:2]]
+    assert commands[0].endswith("python -m masking_jax.demo")
+    assert commands[1].endswith("python -m pytest")
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert commands[1] in ci_lines
+
+
+def test_example_runs_and_gives_what_it_says():
+    namespace = {}
+    exec(compile(_blocks("python")[0], "README example", "exec"), namespace)
+    assert namespace["logits"].shape == (2, 2)
+    assert namespace["outputs"].shape == (2, 8, 16)
+    assert namespace["lengths"].tolist() == [3, 1]
