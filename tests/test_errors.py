@@ -1,4 +1,9 @@
-"""Bad input to the core gives a clear error at trace time; edge shapes give defined results."""
+"""Bad input to the core gives a clear error at trace time; edge shapes give defined results.
+
+The catalogue continues for the RNN kernels in `test_rnn_errors.py` (params keys and
+shapes, 2-D inputs, dtypes, initial states, activations, merge modes) and for the NNX
+layers in `test_nnx.py::test_errors`.
+"""
 
 import jax
 import jax.numpy as jnp
