@@ -77,7 +77,8 @@ def test_value_and_grad_match_reference_with_nan_padding(cell, reverse):
     ref_value, ref_grads = jax.value_and_grad(oracle, argnums=(0, 1, 2))(
         params, x, state, MASK_ROWS
     )
-    np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+    # atol too: the GRU loss is a near-cancelling sum (about -0.05) of O(1) float32 terms.
+    np.testing.assert_allclose(value, ref_value, **TOL)
     assert all(np.isfinite(g).all() for g in jax.tree.leaves(grads))
     assert_tree_close(grads, ref_grads, rtol=1e-4, atol=1e-5)
     # Padded inputs get exactly zero gradient.

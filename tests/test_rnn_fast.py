@@ -1,0 +1,238 @@
+"""The fast path of the RNN kernels (`masking_jax/_rnn/_scan.py`): compaction of any mask
+layout, chunk and row skipping, and the custom VJP, against the plain driver (autodiff through
+a `lax.scan` over every step) and the slow reference, in values and gradients wrt x, params and
+the initial state."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+from rnn_reference import padded_inputs, random_params, random_state, rnn_ref
+
+import masking_jax as mj
+from masking_jax._rnn import _scan
+from masking_jax._rnn._cells import GRUCell, LSTMCell, SimpleRNNCell
+
+CELLS = {
+    "simple_rnn": SimpleRNNCell(jnp.tanh),
+    "lstm": LSTMCell(jnp.tanh, jax.nn.sigmoid),
+    "gru": GRUCell(jnp.tanh, jax.nn.sigmoid),
+    "gru_reset_before": GRUCell(jnp.tanh, jax.nn.sigmoid, reset_after=False),
+}
+D, H = 3, 4
+CHUNK = _scan.CHUNK
+
+
+def lengths_mask(lengths, steps, layout, rng):
+    """A (B, T) mask with the given row lengths: post-, pre-padded, or spread with holes."""
+    lengths = np.asarray(lengths)
+    pos = np.arange(steps)
+    if layout == "post":
+        return pos[None, :] < lengths[:, None]
+    if layout == "pre":
+        return pos[None, :] >= steps - lengths[:, None]
+    mask = np.zeros((len(lengths), steps), bool)
+    for b, n in enumerate(lengths):
+        mask[b, np.sort(rng.choice(steps, n, replace=False))] = True
+    return mask
+
+
+# Lengths on chunk boundaries exactly (0, C, 2C, T), one off them, and a batch wide enough for
+# several row widths (`_scan.widths`), so row skipping switches widths chunk by chunk.
+STEPS = 3 * CHUNK + 3  # not a multiple of the chunk: the last chunk is padded
+BOUNDARY_LENGTHS = [STEPS, 0, CHUNK, 2 * CHUNK, CHUNK - 1, CHUNK + 1, 1, 3 * CHUNK, 5, STEPS]
+BOUNDARY_LENGTHS += [2 * CHUNK + 1, 0, 4, 11, 3 * CHUNK - 1, 2, 7, 13, 19, 6]
+
+
+def case(cell, mask, seed=0):
+    rng = np.random.default_rng(seed)
+    name = "gru" if cell.startswith("gru") else cell
+    params = random_params(name, rng, D, H, reset_after=cell != "gru_reset_before")
+    x = padded_inputs(rng, mask, D, np.nan)
+    state = random_state(name, rng, mask.shape[0], H)
+    return params, x, state
+
+
+def run(driver, cell, params, x, mask, state, **options):
+    options = {"reverse": False, "zero_output_for_mask": False, "unroll": 1} | options
+    params = jax.tree.map(jnp.asarray, params)
+    return driver(CELLS[cell], params, jnp.asarray(x), jnp.asarray(mask), state, **options)
+
+
+def loss_and_grads(driver, cell, params, x, mask, state, **options):
+    rng = np.random.default_rng(1)
+    w_out = jnp.asarray(rng.standard_normal((*mask.shape, H)), jnp.float32)
+
+    def loss(params, x, state):
+        outputs, final = run(driver, cell, params, x, mask, state, **options)
+        final_sum = sum(jnp.sum(jnp.cos(s)) for s in jax.tree.leaves(final))
+        return jnp.sum(jnp.sin(outputs) * w_out) + final_sum
+
+    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(params, x, state)
+
+
+def assert_close(actual, expected, rtol=2e-5, atol=2e-5):
+    jax.tree.map(
+        lambda a, e: np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=rtol, atol=atol),
+        actual,
+        expected,
+    )
+
+
+def test_widths_and_branches():
+    assert _scan.widths(64) == tuple(range(64 // _scan.ROW_BLOCKS, 65, 64 // _scan.ROW_BLOCKS))
+    assert (
+        _scan.widths(256)[0] == 256 // _scan.ROW_BLOCKS
+        and len(_scan.widths(256)) == _scan.ROW_BLOCKS
+    )
+    assert _scan.widths(20) == (8, 16, 20)
+    assert _scan.widths(6) == (6,)
+    assert _scan.widths(1) == (1,)
+    lengths = jnp.array([20, 17, 9, 9, 8, 0] + [0] * 14)  # sorted, longest first
+    branch = functools.partial(_scan._branch, lengths, batch=20)
+    # 0 = skip; i = widths[i - 1] rows, the fewest that hold every row still running.
+    assert [int(branch(start=jnp.int32(s))) for s in (0, 7, 8, 9, 17, 20, 24)] == [
+        1, 1, 1, 0 + 1, 1, 0, 0
+    ]  # fmt: skip
+    many = jnp.array([30] * 9 + [5] * 11)
+    assert [int(_scan._branch(many, jnp.int32(s), 20)) for s in (0, 5, 30)] == [3, 2, 0]
+
+
+@pytest.mark.parametrize("layout", ["post", "pre", "gappy"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_compaction(layout, reverse):
+    """`order` puts each row's valid steps first in processing order; `count` is the number of
+    valid steps consumed once each input position is done."""
+    rng = np.random.default_rng(0)
+    mask = lengths_mask(BOUNDARY_LENGTHS, STEPS, layout, rng)
+    order, lengths, count = map(np.asarray, _scan.compaction(jnp.asarray(mask), reverse=reverse))
+    np.testing.assert_array_equal(lengths, mask.sum(1))
+    for b in range(mask.shape[0]):
+        (valid,) = np.nonzero(mask[b])
+        valid = valid[::-1] if reverse else valid
+        np.testing.assert_array_equal(order[b, : len(valid)], valid)
+        assert sorted(order[b]) == list(range(STEPS))  # a permutation
+        seen = np.cumsum(mask[b, ::-1])[::-1] if reverse else np.cumsum(mask[b])
+        np.testing.assert_array_equal(count[b], seen)
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("layout", ["post", "pre", "gappy"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_custom_vjp_matches_autodiff_of_the_plain_scan(cell, layout, reverse):
+    """Values and gradients wrt params, x and the initial state; lengths on chunk boundaries,
+    several row widths, empty rows, NaN padding."""
+    mask = lengths_mask(BOUNDARY_LENGTHS, STEPS, layout, np.random.default_rng(2))
+    params, x, state = case(cell, mask)
+    options = {"reverse": reverse, "zero_output_for_mask": layout == "gappy"}
+    fast = loss_and_grads(_scan.run_cell, cell, params, x, mask, state, **options)
+    plain = loss_and_grads(_scan.run_cell_plain, cell, params, x, mask, state, **options)
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(fast))
+    assert_close(fast, plain)
+    assert (np.asarray(fast[1][1])[~mask] == 0).all()  # padding gets exactly zero gradient
+    outputs = run(_scan.run_cell, cell, params, x, mask, state, **options)
+    assert_close(outputs, run(_scan.run_cell_plain, cell, params, x, mask, state, **options))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_global_maxlen_padding_is_skipped_exactly(cell):
+    """Data padded far past the longest row (every later chunk skipped) equals the same data
+    cut to the longest row, and the reference, forward and backward."""
+    rng = np.random.default_rng(3)
+    lengths = rng.integers(0, 2 * CHUNK + 1, size=12)
+    lengths[0] = 2 * CHUNK
+    long_mask = lengths_mask(lengths, 8 * CHUNK, "post", rng)
+    params, x, state = case(cell, long_mask)
+    cut = 2 * CHUNK
+
+    @jax.jit
+    @functools.partial(jax.value_and_grad, argnums=(0, 1, 2))
+    def loss(params, x, state, mask):
+        outputs, final = _scan.run_cell(
+            CELLS[cell], params, x, mask, state, reverse=False, zero_output_for_mask=False,
+            unroll=1,
+        )  # fmt: skip
+        return jnp.sum(jnp.sin(outputs[:, :cut])) + jnp.sum(jax.tree.leaves(final)[-1] ** 2)
+
+    params = jax.tree.map(jnp.asarray, params)
+    got = loss(params, x, state, long_mask)
+    short = loss(params, x[:, :cut], state, long_mask[:, :cut])
+    assert_close((got[0], got[1][0], got[1][2]), (short[0], short[1][0], short[1][2]))
+    assert_close(np.asarray(got[1][1])[:, :cut], short[1][1])
+    assert (np.asarray(got[1][1])[:, cut:] == 0).all()
+    outputs, final = run(_scan.run_cell, cell, params, x, long_mask, state)
+    ref = rnn_ref(cell, params, x, long_mask, initial_state=state)
+    assert_close((outputs, final), ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_unroll_and_chunk_boundaries_change_nothing(cell):
+    mask = lengths_mask(BOUNDARY_LENGTHS, STEPS, "gappy", np.random.default_rng(4))
+    params, x, state = case(cell, mask)
+    base = loss_and_grads(_scan.run_cell, cell, params, x, mask, state, reverse=True)
+    for unroll in (True, 3):
+        got = loss_and_grads(
+            _scan.run_cell, cell, params, x, mask, state, reverse=True, unroll=unroll
+        )
+        assert_close(got, base)
+
+
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+def test_check_grads_first_and_second_order(cell):
+    """Numerical gradients (float64) of the custom VJP, first order and reverse-over-reverse."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(0)
+        mask = np.array([[True, False, True], [False, False, False], [False, True, True]])
+        params = random_params(cell, rng, 2, 3)
+        params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64), params)
+        x = jnp.asarray(rng.standard_normal((3, 3, 2)))
+        state = jax.tree.map(lambda s: jnp.asarray(s, jnp.float64), random_state(cell, rng, 3, 3))
+        kernel = {"simple_rnn": mj.simple_rnn, "lstm": mj.lstm, "gru": mj.gru}[cell]
+
+        def f(params, x, state):
+            outputs, final = kernel(params, x, mask, initial_state=state, reverse=True)
+            return jnp.sum(jnp.sin(outputs)) + sum(jnp.sum(s**2) for s in jax.tree.leaves(final))
+
+        check_grads(f, (params, x, state), order=1, modes=("rev",))
+        check_grads(f, (params, x, state), order=2, modes=("rev",))
+
+
+def test_forward_mode_raises_a_clear_error():
+    """Forward mode (jvp, jacfwd) cannot go through the custom VJP: JAX says so."""
+    mask = np.array([[True, True, False]])
+    params, x, _ = case("lstm", mask)
+    x = np.nan_to_num(x)
+
+    def f(x):
+        return mj.lstm(params, x, mask)[0]
+
+    with pytest.raises(TypeError, match="custom_vjp"):
+        jax.jvp(f, (x,), (jnp.ones_like(x),))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_vmap_checkpoint_and_grad_of_the_fast_path(cell):
+    """vmap over batches (lengths batched: every chunk branch runs, results exact),
+    jax.checkpoint, and grad agree with the unbatched, un-rematerialised gradients."""
+    rng = np.random.default_rng(5)
+    masks = np.stack([lengths_mask(BOUNDARY_LENGTHS, STEPS, lay, rng) for lay in ("post", "gappy")])
+    params, x0, state = case(cell, masks[0])
+    xs = np.stack([x0, padded_inputs(rng, masks[1], D)])
+    kernel = {"lstm": mj.lstm, "gru": mj.gru}[cell]
+
+    def loss(params, x, mask):
+        outputs, final = kernel(params, x, mask, initial_state=state)
+        return jnp.sum(jnp.where(mask[:, :, None], outputs, 0) ** 2) + jnp.sum(
+            jax.tree.leaves(final)[0]
+        )
+
+    grad = jax.grad(loss, argnums=(0, 1))
+    batched = jax.jit(jax.vmap(grad, in_axes=(None, 0, 0)))(params, xs, masks)
+    remat = jax.jit(jax.grad(jax.checkpoint(loss), argnums=(0, 1)))
+    for i in range(2):
+        single = grad(params, xs[i], masks[i])
+        assert_close(jax.tree.map(lambda a, i=i: a[i], batched), single)
+        assert_close(remat(params, xs[i], masks[i]), single)
