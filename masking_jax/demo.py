@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from tqdm.auto import tqdm
 
 import masking_jax as mj
 from masking_jax import nnx as mnx
@@ -62,15 +63,12 @@ def padding_invariant(model: mnx.Sequential, sequences: Sequence[np.ndarray]) ->
 
 
 def save_curves(history: dict[str, list[float]], path: pathlib.Path) -> None:
-    """Writes the training curves as a PNG (skipped, with a note, without matplotlib)."""
-    try:
-        import matplotlib
+    """Writes the training curves (loss, train and test accuracy per epoch) as a PNG."""
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no plot written")
-        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(9, 3.5))
     loss_ax.plot(history["loss"])
     loss_ax.set(xlabel="epoch", ylabel="train loss", yscale="log")
@@ -112,7 +110,7 @@ def train(args: argparse.Namespace) -> dict:
     rng = np.random.default_rng(args.seed)
     history = {"loss": [], "train_accuracy": [], "test_accuracy": []}
     num_batches = -(-len(train_labels) // args.batch_size)
-    progress = _progress(args.epochs, args.quiet)
+    progress = tqdm(total=args.epochs, desc="training", unit="epoch", disable=args.quiet)
     start = time.perf_counter()
     for _ in range(args.epochs):
         order = rng.permutation(len(train_labels))
@@ -150,27 +148,6 @@ def train(args: argparse.Namespace) -> dict:
         "padding_invariant": padding_invariant(model, test_seqs),
         "curves_png": str(out_dir / "training_curves.png"),
     }
-
-
-def _progress(total: int, quiet: bool):
-    """A tqdm progress bar, or a silent stand-in when quiet or tqdm is missing."""
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        quiet = True
-    if quiet:
-        class _Silent:
-            def update(self, n):
-                pass
-
-            def set_postfix(self, **kwargs):
-                pass
-
-            def close(self):
-                pass
-
-        return _Silent()
-    return tqdm(total=total, desc="training", unit="epoch")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -481,6 +481,23 @@ def _np_window_mask(mask, kernel_size, strides, padding, dilation):
     return out
 
 
+# Three post-padded rows of random lengths, and window sizes to run over them.
+POST_PADDED_WINDOWS = given(
+    data=st.data(),
+    steps=st.sampled_from([6, 9]),
+    kernel_size=st.integers(1, 3),
+    strides=st.integers(1, 3),
+    dilation=st.integers(1, 2),
+)
+
+
+def _post_padded_window(data, steps, kernel_size, strides, padding, dilation):
+    """(lengths (3,), mask (3, T), window_mask output) for three drawn post-padded rows."""
+    lengths = np.array(data.draw(st.lists(st.integers(0, steps), min_size=3, max_size=3)))
+    mask = np.asarray(mj.lengths_to_mask(lengths.astype(np.int32), steps))
+    return lengths, mask, np.asarray(mj.window_mask(mask, kernel_size, strides, padding, dilation))
+
+
 def _conv(x, kernel, strides, padding, dilation):
     """1-D correlation of (B, T) x with a (k,) kernel via lax.conv_general_dilated."""
     return lax.conv_general_dilated(
@@ -489,19 +506,12 @@ def _conv(x, kernel, strides, padding, dilation):
 
 
 @SETTINGS
-@given(
-    data=st.data(),
-    steps=st.sampled_from([6, 9]),
-    kernel_size=st.integers(1, 3),
-    strides=st.integers(1, 3),
-    dilation=st.integers(1, 2),
-)
+@POST_PADDED_WINDOWS
 def test_window_mask_valid_matches_running_the_window_on_unpadded_sequences(
     data, steps, kernel_size, strides, dilation
 ):
-    lengths = np.array(data.draw(st.lists(st.integers(0, steps), min_size=3, max_size=3)))
-    mask = np.asarray(mj.lengths_to_mask(lengths.astype(np.int32), steps))
-    out = np.asarray(mj.window_mask(mask, kernel_size, strides, "valid", dilation))
+    lengths, mask, out = _post_padded_window(data, steps, kernel_size, strides, "valid",
+                                             dilation)
     expected_len = _valid_len(steps, kernel_size, strides, dilation)
     assert out.shape == (3, expected_len)
     # the real outputs are a prefix, as many as the window yields on the unpadded sequence
@@ -527,17 +537,10 @@ def test_window_mask_valid_matches_running_the_window_on_unpadded_sequences(
 
 
 @SETTINGS
-@given(
-    data=st.data(),
-    steps=st.sampled_from([6, 9]),
-    kernel_size=st.integers(1, 3),
-    strides=st.integers(1, 3),
-    dilation=st.integers(1, 2),
-)
+@POST_PADDED_WINDOWS
 def test_window_mask_same(data, steps, kernel_size, strides, dilation):
-    lengths = np.array(data.draw(st.lists(st.integers(0, steps), min_size=3, max_size=3)))
-    mask = np.asarray(mj.lengths_to_mask(lengths.astype(np.int32), steps))
-    out = np.asarray(mj.window_mask(mask, kernel_size, strides, "same", dilation))
+    lengths, mask, out = _post_padded_window(data, steps, kernel_size, strides, "same",
+                                             dilation)
     x = np.ones((3, steps), np.float32)
     conv = _conv(x, np.ones((kernel_size,), np.float32), strides, "SAME", dilation)
     assert out.shape == conv.shape == (3, -(-steps // strides))
