@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.test_util import check_grads
+from plain_scan import run_cell_plain
 from rnn_reference import padded_inputs, random_params, random_state, rnn_ref
 
 import masking_jax as mj
@@ -129,12 +130,12 @@ def test_custom_vjp_matches_autodiff_of_the_plain_scan(cell, layout, reverse):
     params, x, state = case(cell, mask)
     options = {"reverse": reverse, "zero_output_for_mask": layout == "gappy"}
     fast = loss_and_grads(_scan.run_cell, cell, params, x, mask, state, **options)
-    plain = loss_and_grads(_scan.run_cell_plain, cell, params, x, mask, state, **options)
+    plain = loss_and_grads(run_cell_plain, cell, params, x, mask, state, **options)
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(fast))
     assert_close(fast, plain)
     assert (np.asarray(fast[1][1])[~mask] == 0).all()  # padding gets exactly zero gradient
     outputs = run(_scan.run_cell, cell, params, x, mask, state, **options)
-    assert_close(outputs, run(_scan.run_cell_plain, cell, params, x, mask, state, **options))
+    assert_close(outputs, run(run_cell_plain, cell, params, x, mask, state, **options))
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
