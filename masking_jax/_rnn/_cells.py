@@ -12,8 +12,10 @@ the cheap elementwise gate math:
 - `gate_params(params)`: the small params the gate math reads (a bias row, GRU's
   candidate kernel without `reset_after`), or `None`.
 - `preact(xp_t, hr_t)`: what the gate math needs of both matmuls, linear in them
-  (the sum `xp + hr` for LSTM and SimpleRNN: one array per step to keep for the
-  backward pass instead of two; GRU sums its z and r parts only).
+  (the sum `xp + hr` for SimpleRNN, and for LSTM split in its four gate blocks:
+  what the backward pass keeps per step, one sum instead of two products; GRU sums
+  its z and r parts only). Blocks of at most `(B, 2H)` keep each stored residual
+  small (on Linux, CPU buffers over 32 MiB are fresh `mmap`s, paged in every call).
 - `gate_math(gp, pre, state) -> (output_t, new_state)`: the elementwise gate math.
 - `step(params, xp_t, state)`: all of the above for one step (the plain driver).
 - `output(state)`: the output a state stands for (h), used at masked steps.
@@ -97,11 +99,15 @@ class LSTMCell(_Cell):
     def bias_shape(self, hidden: int) -> tuple[int, ...]:
         return (4 * hidden,)
 
+    def preact(self, xp_t: jax.Array, hr_t: jax.Array) -> tuple[jax.Array, ...]:
+        # Four (B, H) gate blocks, not one (B, 4H): four smaller stored residuals.
+        return tuple(jnp.split(xp_t + hr_t, 4, axis=-1))
+
     def gate_math(
-        self, gp: Any, pre: jax.Array, state: tuple[jax.Array, jax.Array]
+        self, gp: Any, pre: tuple[jax.Array, ...], state: tuple[jax.Array, jax.Array]
     ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
         _, c = state
-        z_i, z_f, z_c, z_o = jnp.split(pre, 4, axis=-1)
+        z_i, z_f, z_c, z_o = pre
         i = self.recurrent_activation(z_i)
         f = self.recurrent_activation(z_f)
         o = self.recurrent_activation(z_o)
