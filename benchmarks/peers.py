@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import masking_jax as mj
+from masking_jax._rnn._cudnn import cudnn_unavailable, cudnn_weights
 
 from .cases import Problem
 
@@ -210,6 +211,25 @@ class MaskingJax(Peer):
         return JaxRunner(apply, {k: jnp.asarray(v) for k, v in problem.params.items()}, problem)
 
 
+class MaskingJaxCudnn(Peer):
+    """`masking_jax.lstm(..., use_cudnn=True)`: our masking rules around cuDNN (GPU only)."""
+
+    name = "mj_cudnn"
+
+    def unavailable(self) -> str | None:
+        return cudnn_unavailable()
+
+    def unsupported(self, problem: Problem) -> str | None:
+        return None if problem.cell == "lstm" else "LSTM only"
+
+    def build(self, problem: Problem) -> Runner:
+        def apply(pp: Any, x: jax.Array, mask: jax.Array, lengths: jax.Array) -> Any:
+            outputs, state = mj.lstm(pp, x, mask, use_cudnn=True)
+            return outputs, tuple(state)
+
+        return JaxRunner(apply, {k: jnp.asarray(v) for k, v in problem.params.items()}, problem)
+
+
 # --- Flax linen nn.RNN -----------------------------------------------------------------
 
 
@@ -326,16 +346,6 @@ class Keras(Peer):
 
 
 # --- cuDNN: jax.experimental.rnn -----------------------------------------------------------
-
-
-def cudnn_weights(params: dict[str, np.ndarray]) -> jax.Array:
-    """Our LSTM params as the flat cuDNN vector: W_ih (4H, D), W_hh (4H, H), b_ih, b_hh.
-
-    Gate order i, f, g, o, as Keras' i, f, c, o; Keras' one bias goes in b_ih.
-    """
-    k, r, b = params["kernel"], params["recurrent_kernel"], params["bias"]
-    flat = [k.T.ravel(), r.T.ravel(), b, np.zeros_like(b)]
-    return jnp.asarray(np.concatenate(flat).astype(np.float32))
 
 
 @dataclasses.dataclass
@@ -485,4 +495,4 @@ class Torch(Peer):
 
 def all_peers(torch_threads: int | None = None) -> list[Peer]:
     """Every implementation, masking_jax first (the one the ratios divide by)."""
-    return [MaskingJax(), Flax(), Keras(), Torch(torch_threads), CudnnLSTM()]
+    return [MaskingJax(), Flax(), Keras(), Torch(torch_threads), CudnnLSTM(), MaskingJaxCudnn()]

@@ -202,7 +202,8 @@ class LSTM(_RNN):
     i, f, c, o.""",
         _GATE_ARGS
         + """
-      unit_forget_bias: start the forget-gate bias at 1, as Keras does.""",
+      unit_forget_bias: start the forget-gate bias at 1, as Keras does.
+      use_cudnn: run on cuDNN, same results (see `masking_jax.lstm`); CUDA GPU only.""",
         """\
       >>> rnn = LSTM(3, 4, return_state=True, rngs=nnx.Rngs(0))
       >>> mask = jnp.array([[True, True, False], [True, False, False]])
@@ -222,12 +223,17 @@ class LSTM(_RNN):
         activation: Any = "tanh",
         recurrent_activation: Any = "sigmoid",
         unit_forget_bias: bool = True,
+        use_cudnn: bool = False,
         rngs: nnx.Rngs,
         **options: Any,
     ):
+        cell_options = {
+            "activation": activation,
+            "recurrent_activation": recurrent_activation,
+            "use_cudnn": use_cudnn,
+        }
         super().__init__(
-            in_features, hidden_features, rngs=rngs,
-            cell_options={"activation": activation, "recurrent_activation": recurrent_activation},
+            in_features, hidden_features, rngs=rngs, cell_options=cell_options,
             init_options={"unit_forget_bias": unit_forget_bias}, **options,
         )  # fmt: skip
 

@@ -16,6 +16,7 @@ import jax
 
 from ._activations import Activation, get_activation
 from ._cells import Cell, GRUCell, LSTMCell, SimpleRNNCell
+from ._cudnn import check_cudnn, run_lstm_cudnn
 from ._scan import run_cell
 from ._validate import (
     check_bool,
@@ -39,21 +40,31 @@ def _run(
     reverse: bool,
     zero_output_for_mask: bool,
     unroll: bool | int,
+    use_cudnn: bool = False,
 ) -> tuple[jax.Array, Any]:
     x = check_x(x)
     batch, _, in_features = x.shape
     arrays, hidden = check_params(cell, params, in_features)
     dtype = state_dtype(x, arrays)
     state = check_initial_state(cell, initial_state, batch, hidden, dtype)
+    mask = check_mask(mask, x)
+    reverse = check_bool(reverse, "reverse")
+    zero_output_for_mask = check_bool(zero_output_for_mask, "zero_output_for_mask")
+    unroll = check_unroll(unroll)
+    if check_bool(use_cudnn, "use_cudnn"):
+        check_cudnn(cell, dtype)
+        return run_lstm_cudnn(
+            arrays, x, mask, state, reverse=reverse, zero_output_for_mask=zero_output_for_mask
+        )
     return run_cell(
         cell,
         arrays,
         x,
-        check_mask(mask, x),
+        mask,
         state,
-        reverse=check_bool(reverse, "reverse"),
-        zero_output_for_mask=check_bool(zero_output_for_mask, "zero_output_for_mask"),
-        unroll=check_unroll(unroll),
+        reverse=reverse,
+        zero_output_for_mask=zero_output_for_mask,
+        unroll=unroll,
     )
 
 
@@ -123,6 +134,7 @@ def lstm(
     activation: Activation = "tanh",
     recurrent_activation: Activation = "sigmoid",
     unroll: bool | int = False,
+    use_cudnn: bool = False,
 ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
     """A masked LSTM with Keras 3 `LSTM` semantics and weight layout.
 
@@ -147,6 +159,10 @@ def lstm(
         unroll: `lax.scan` unrolling: `True` (full), `False`, or a number of steps.
             It changes speed only, never results (unlike Keras `unroll=True`, which
             ignores `zero_output_for_mask`).
+        use_cudnn: run on cuDNN (`jax.experimental.rnn`) instead of the masked scan,
+            with the same results and masking rules for any mask layout (rows of
+            length 0 included). Needs a CUDA GPU, the default activations and float32
+            state, else raises `ValueError`. Opt-in: not yet timed on a GPU here.
 
     Returns:
         `(outputs, (h, c))`: outputs `(B, T, H)` in `x`'s dtype, and the state after
@@ -169,7 +185,9 @@ def lstm(
         get_activation(activation, "activation"),
         get_activation(recurrent_activation, "recurrent_activation"),
     )
-    return _run(cell, params, x, mask, initial_state, reverse, zero_output_for_mask, unroll)
+    return _run(
+        cell, params, x, mask, initial_state, reverse, zero_output_for_mask, unroll, use_cudnn
+    )
 
 
 def gru(

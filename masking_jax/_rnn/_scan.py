@@ -108,11 +108,25 @@ def run_cell(
 
     # 4. Back to input positions: the output after `count` valid steps, or the initial h.
     picked = out_c[jnp.maximum(count - 1, 0), where_row[:, None]]  # (B, T, H)
-    if zero_output_for_mask:
-        outputs = jnp.where(mask[:, :, None], picked, 0)
-    else:
-        outputs = jnp.where((count > 0)[:, :, None], picked, h0[:, None, :])
+    outputs = outputs_at_inputs(picked, mask, count, h0, zero_output_for_mask)
     return outputs.astype(x.dtype), state
+
+
+def outputs_at_inputs(
+    picked: jax.Array,
+    mask: jax.Array,
+    count: jax.Array,
+    h0: jax.Array,
+    zero_output_for_mask: bool,
+) -> jax.Array:
+    """The outputs `(B, T, H)` at input positions from `picked`, compacted output `count - 1`.
+
+    At a masked step that is the previous output (the initial h `h0` `(B, H)` before
+    any valid step, where `count` is 0), or zeros with `zero_output_for_mask`.
+    """
+    if zero_output_for_mask:
+        return jnp.where(mask[:, :, None], picked, 0)
+    return jnp.where((count > 0)[:, :, None], picked, h0[:, None, :])
 
 
 def compaction(mask: jax.Array, *, reverse: bool) -> tuple[jax.Array, jax.Array, jax.Array]:
