@@ -29,10 +29,11 @@ Semantic choices, per peer:
 
 import abc
 import dataclasses
+import functools
 import importlib.util
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -200,9 +201,10 @@ class MaskingJax(Peer):
     """`masking_jax.lstm` / `gru` / `simple_rnn` with the boolean mask."""
 
     name = "masking_jax"
+    kernel_options: ClassVar[dict[str, Any]] = {}
 
     def build(self, problem: Problem) -> Runner:
-        kernel = _KERNELS[problem.cell]
+        kernel = functools.partial(_KERNELS[problem.cell], **self.kernel_options)
 
         def apply(pp: Any, x: jax.Array, mask: jax.Array, lengths: jax.Array) -> Any:
             outputs, state = kernel(pp, x, mask)
@@ -211,23 +213,17 @@ class MaskingJax(Peer):
         return JaxRunner(apply, {k: jnp.asarray(v) for k, v in problem.params.items()}, problem)
 
 
-class MaskingJaxCudnn(Peer):
+class MaskingJaxCudnn(MaskingJax):
     """`masking_jax.lstm(..., use_cudnn=True)`: our masking rules around cuDNN (GPU only)."""
 
     name = "mj_cudnn"
+    kernel_options: ClassVar[dict[str, Any]] = {"use_cudnn": True}
 
     def unavailable(self) -> str | None:
         return cudnn_unavailable()
 
     def unsupported(self, problem: Problem) -> str | None:
         return None if problem.cell == "lstm" else "LSTM only"
-
-    def build(self, problem: Problem) -> Runner:
-        def apply(pp: Any, x: jax.Array, mask: jax.Array, lengths: jax.Array) -> Any:
-            outputs, state = mj.lstm(pp, x, mask, use_cudnn=True)
-            return outputs, tuple(state)
-
-        return JaxRunner(apply, {k: jnp.asarray(v) for k, v in problem.params.items()}, problem)
 
 
 # --- Flax linen nn.RNN -----------------------------------------------------------------
