@@ -1,6 +1,6 @@
 """Host-side padding of ragged sequences, and lengths <-> mask conversion.
 
-Shape legend: N sequences (the batch B once padded), T padded length.
+Shape legend: B sequences (the batch once padded), T padded length.
 """
 
 from collections.abc import Sequence
@@ -72,7 +72,7 @@ def pad_sequences(
     """Pads ragged sequences to one length, with the output of `keras.utils.pad_sequences`.
 
     Args:
-      sequences: N sequences, each a list or an array of shape `(T_i, ...)`; the
+      sequences: B sequences, each a list or an array of shape `(T_i, ...)`; the
         trailing (step) shape must be shared. Empty sequences are allowed.
       maxlen: the padded length T; `None` takes the longest sequence.
       dtype: the output dtype (Keras' default is int32: pass a float dtype for features).
@@ -81,11 +81,11 @@ def pad_sequences(
       value: the padding value.
 
     Returns:
-      A numpy array of shape `(N, T, ...)`.
+      A numpy array of shape `(B, T, ...)`.
 
     Unlike Keras, a bad `padding`/`truncating` string, a negative `maxlen`, ragged
     step shapes and floats that an integer `dtype` would truncate raise `ValueError`
-    naming the argument; `maxlen=0` gives shape `(N, 0)`.
+    naming the argument; `maxlen=0` gives shape `(B, 0)`.
 
     Examples:
       >>> pad_sequences([[1, 2, 3], [4]], padding="post")
@@ -151,7 +151,7 @@ def pad_masked(
     """Pads ragged sequences and returns them with their mask and lengths.
 
     Args:
-      sequences: N sequences, each a list or an array of shape `(T_i, ...)`.
+      sequences: B sequences, each a list or an array of shape `(T_i, ...)`.
       maxlen: the padded length before bucketing; `None` takes the longest sequence.
         Longer sequences are truncated.
       dtype: the data dtype; `None` infers it from the sequences as JAX would store it
@@ -163,7 +163,7 @@ def pad_masked(
         (a multiple of N) or "pow2".
 
     Returns:
-      `(Masked(data (N, T, ...), mask (N, T)), lengths (N,) int32)`, as numpy arrays;
+      `(Masked(data (B, T, ...), mask (B, T)), lengths (B,) int32)`, as numpy arrays;
       mask is True at real steps, False at padding.
 
     Examples:

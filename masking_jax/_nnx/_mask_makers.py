@@ -1,6 +1,6 @@
 """Layers that make a mask from their input: `Embedding(mask_zero=True)` and `Masking`.
 
-Shape legend: B batch, T time steps, D features, N vocabulary. A mask is bool `(B, T)`,
+Shape legend: B batch, T time steps, D features, V vocabulary. A mask is bool `(B, T)`,
 True = real step, False = padding.
 """
 
@@ -17,13 +17,13 @@ class Embedding(nnx.Module):
     """Token embedding with a Keras-style padding mask (`keras.layers.Embedding`).
 
     Args:
-      num_embeddings: N, the vocabulary size.
+      num_embeddings: V, the vocabulary size.
       features: the embedding size D.
       mask_zero: make the mask from the ids: a step is padding when its id equals
         `pad_id`.
       pad_id: the padding id (0 as in Keras).
       param_dtype: dtype of the table.
-      rngs: `nnx.Rngs`; the table `embedding` `(N, D)` is drawn from U(-0.05, 0.05) as
+      rngs: `nnx.Rngs`; the table `embedding` `(V, D)` is drawn from U(-0.05, 0.05) as
         in Keras.
 
     `__call__(ids)` maps int `(B, T)` ids to `(B, T, D)` (a `Masked` with the output

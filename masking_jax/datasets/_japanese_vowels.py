@@ -26,7 +26,7 @@ def load_japanese_vowels(split: str = "train") -> tuple[list[np.ndarray], np.nda
 
     Returns:
       `(sequences, labels)`: a list of float32 arrays of shape `(T_i, 12)` and int32
-      speaker ids of shape `(N,)` in `[0, 9)` (the file's classes 1..9 minus one).
+      speaker ids of shape `(B,)` in `[0, 9)` (the file's classes 1..9 minus one).
 
     Examples:
       >>> sequences, labels = load_japanese_vowels("train")
