@@ -3,8 +3,10 @@
 Every check runs on static information (shapes, dtypes, Python values), so it
 works at trace time under `jax.jit` and raises before anything is computed.
 
-Shape legend used across the package: B batch, T time (steps), D features in,
-H hidden features, C classes, S key/value length.
+The one shape legend of the package (every module uses these letters, and only
+these): B batch (sequences), T time steps, D input features, H hidden units
+(outputs per step), G gates, C classes, S key/value length, V vocabulary; inside
+the RNN kernels N chunks of K steps.
 """
 
 import operator
@@ -70,6 +72,16 @@ def check_choice(value: Any, name: str, choices: Sequence[Any]) -> None:
         raise ValueError(
             f"`{name}` must be one of {', '.join(repr(c) for c in choices)}; got {value!r}."
         )
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """Returns `value` if it is a Python bool (a static flag), else raises `TypeError`."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(
+            f"`{name}` must be a Python bool (a static flag, not an array); "
+            f"got {type(value).__name__} {value!r}."
+        )
+    return bool(value)
 
 
 def check_int(value: Any, name: str, *, minimum: int = 0) -> int:

@@ -14,6 +14,7 @@ import numpy as np
 from jax import lax
 
 from ._checks import align_mask, as_bool_mask, check_choice, check_int, check_rank
+from ._layout import inverse_permutation, take_steps, valid_first_order
 
 
 @jax.tree_util.register_pytree_node_class
@@ -103,12 +104,6 @@ def _array_masked(x: Any, name: str = "x") -> tuple[jax.Array, jax.Array]:
     mask = as_bool_mask(x.mask, f"{name}.mask")
     check_rank(mask, f"{name}.mask", 2, "(B, T)")
     return jnp.asarray(x.data), mask
-
-
-def _gather_time(x: jax.Array, index: jax.Array) -> jax.Array:
-    """Picks steps along axis 1: `out[b, t] = x[b, index[b, t]]` for `index` of shape (B, T)."""
-    index = index.reshape(index.shape + (1,) * (x.ndim - 2))
-    return jnp.take_along_axis(x, index, axis=1)
 
 
 def mask_from_value(x: Any, mask_value: Any = 0.0) -> jax.Array:
@@ -271,11 +266,6 @@ def concat_features(items: Sequence[Any]) -> Masked:
     return Masked(jnp.concatenate(datas, axis=-1), mask_or(*masks))
 
 
-def _valid_first_order(mask: jax.Array) -> jax.Array:
-    """For each row, the positions of the real steps in order, then those of the padding."""
-    return jnp.argsort(~mask, axis=1, stable=True).astype(jnp.int32)
-
-
 def reverse_valid(x: Masked) -> Masked:
     """Reverses the real steps of each row in place; padding stays where it is.
 
@@ -290,12 +280,12 @@ def reverse_valid(x: Masked) -> Masked:
     """
     data, mask = _array_masked(x)
     steps = mask.shape[1]
-    order = _valid_first_order(mask)
+    order = valid_first_order(mask)
     count = jnp.sum(mask, axis=1, keepdims=True, dtype=jnp.int32)
     rank = jnp.cumsum(mask, axis=1, dtype=jnp.int32) - 1
     source = jnp.take_along_axis(order, jnp.clip(count - 1 - rank, 0, max(steps - 1, 0)), axis=1)
     source = jnp.where(mask, source, jnp.arange(steps, dtype=jnp.int32))
-    return Masked(_gather_time(data, source), mask)
+    return Masked(take_steps(data, source), mask)
 
 
 def compact(x: Masked) -> tuple[Masked, jax.Array]:
@@ -313,8 +303,8 @@ def compact(x: Masked) -> tuple[Masked, jax.Array]:
       (Array([[1, 2, 0, 0]], dtype=int32), Array([[ True,  True, False, False]], dtype=bool))
     """
     data, mask = _array_masked(x)
-    order = _valid_first_order(mask)
-    return Masked(_gather_time(data, order), _gather_time(mask, order)), order
+    order = valid_first_order(mask)
+    return Masked(take_steps(data, order), take_steps(mask, order)), order
 
 
 def uncompact(x: Masked, order: jax.Array) -> Masked:
@@ -333,8 +323,8 @@ def uncompact(x: Masked, order: jax.Array) -> Masked:
             f"`order` must be the integer (B, T) array that `compact` returned, of shape "
             f"{mask.shape}; got {order.dtype} of shape {order.shape}."
         )
-    inverse = jnp.argsort(order, axis=1).astype(jnp.int32)
-    return Masked(_gather_time(data, inverse), _gather_time(mask, inverse))
+    inverse = inverse_permutation(order.astype(jnp.int32))
+    return Masked(take_steps(data, inverse), take_steps(mask, inverse))
 
 
 def window_mask(

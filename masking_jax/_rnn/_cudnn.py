@@ -1,14 +1,14 @@
 """The LSTM on cuDNN (`jax.experimental.rnn`), for any mask layout: `lstm(..., use_cudnn=True)`.
 
 cuDNN runs right-padded rows given their lengths, and fails on rows of length 0.
-This path keeps the masking rules of the scan (`_scan.run_cell`) around it:
+This path keeps the masking rules of the scan (`_driver.run`) around it:
 
-1. Compaction (`_scan.compaction`): each row's valid steps, in processing order, to
-   the front, so pre-padded and gappy masks and `reverse=True` become right padding.
+1. Compaction (`_layout`): each row's real steps, in processing order, to the
+   front, so pre-padded and gappy masks and `reverse=True` become right padding.
    Steps past a row's length are zero-filled (NaN in the padding never enters).
 2. cuDNN on the compacted rows, with lengths clipped to at least 1; a row of length
    0 then gets its initial state back (and so zero gradients from its dummy step).
-3. The outputs at input positions, as in the scan (`_scan.outputs_at_inputs`).
+3. The outputs at input positions, as in the scan (`_layout.outputs_at_inputs`).
 
 cuDNN computes in float32 here with TF32 off (`precision="highest"`), so it agrees
 with the scan to float32 rounding. It needs a CUDA GPU, Keras' default activations
@@ -21,9 +21,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from .._layout import compacted_inputs, compaction, outputs_at_inputs
 from ._activations import ACTIVATIONS
-from ._cells import Cell, LSTMCell
-from ._scan import compaction, outputs_at_inputs
+from ._cells import KerasCell, LSTMCell
 
 
 def cudnn_weights(params: dict[str, Any]) -> jax.Array:
@@ -48,7 +48,7 @@ def cudnn_unavailable() -> str | None:
     return None
 
 
-def check_cudnn(cell: Cell, dtype: Any) -> None:
+def check_cudnn(cell: KerasCell, dtype: Any) -> None:
     """Raises `ValueError` unless `use_cudnn=True` can run `cell` in `dtype` here."""
     problems = []
     if not isinstance(cell, LSTMCell):
@@ -94,19 +94,18 @@ def run_lstm_cudnn(
     reverse: bool,
     zero_output_for_mask: bool,
 ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-    """`run_cell` for the LSTM on cuDNN: x `(B, T, D)`, mask `(B, T)`, state `(h, c)` `(B, H)`."""
+    """The LSTM on cuDNN: x `(B, T, D)`, mask `(B, T)`, state `(h, c)` `(B, H)`."""
     h0, c0 = state
     batch, steps, _ = x.shape
     if steps == 0 or batch == 0:  # nothing to run: the initial state, no outputs
         return jnp.zeros((batch, steps, h0.shape[-1]), x.dtype), state
-    order, lengths, count = compaction(mask, reverse=reverse)
-    rows = jnp.arange(batch)[:, None]
-    x_c = x.astype(jnp.float32)[rows, order]  # (B, T, D): valid steps first
-    valid = jnp.arange(steps)[None, :] < lengths[:, None]
-    x_c = jnp.where(valid[:, :, None], x_c, 0)  # padding (NaN, inf) never enters
+    compacted = compaction(mask, reverse=reverse)
+    x_c = compacted_inputs(x.astype(jnp.float32), compacted)  # (B, T, D): real steps first
+    lengths = compacted.lengths
     y, h_n, c_n = cudnn_lstm(x_c, h0, c0, cudnn_weights(params), jnp.maximum(lengths, 1))
     empty = (lengths == 0)[:, None]  # ran one dummy step: give back the initial state
     final = (jnp.where(empty, h0, h_n), jnp.where(empty, c0, c_n))
-    picked = y[rows, jnp.maximum(count - 1, 0)]  # (B, T, H)
-    outputs = outputs_at_inputs(picked, mask, count, h0, zero_output_for_mask)
+    outputs = outputs_at_inputs(
+        y, mask, compacted, h0, zero_output_for_mask=zero_output_for_mask
+    )
     return outputs.astype(x.dtype), final

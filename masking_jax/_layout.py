@@ -1,0 +1,122 @@
+"""Any mask layout becomes post-padding, and back: the one home of compaction.
+
+Every RNN path (the scan, cuDNN) and the `compact` / `uncompact` / `reverse_valid`
+transforms run on compacted rows: each row's real steps moved to the front, in
+processing order (last to first with `reverse=True`), padding after. Post-,
+pre-padded and gappy masks then run the same post-padded loop.
+
+Shape legend: B batch, T time steps, D features, H hidden units. A mask is bool
+`(B, T)`, True = real step, False = padding.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class Compaction(NamedTuple):
+    """Where each row's real steps go when moved to the front.
+
+    Attributes:
+        dest: int32 `(B, T)`, a permutation of each row: the compacted position of
+            the step at each input position. The real steps go first, in processing
+            order; the padded ones after them.
+        lengths: int32 `(B,)`, real steps per row.
+        count: int32 `(B, T)`, how many real steps are consumed once the step at each
+            input position is done: a padded position follows compacted step
+            `count - 1` (none yet where `count` is 0).
+    """
+
+    dest: jax.Array
+    lengths: jax.Array
+    count: jax.Array
+
+
+def compaction(mask: jax.Array, *, reverse: bool = False) -> Compaction:
+    """The `Compaction` of a bool `(B, T)` mask; `reverse`: real steps last to first.
+
+    Counting only (no sort): real step t goes to `count[t] - 1`, and a padded step
+    after all real ones, in processing order.
+    """
+    steps = mask.shape[1]
+    position = jnp.arange(steps, dtype=jnp.int32)[None, :]
+    if reverse:
+        count = jnp.cumsum(mask[:, ::-1], axis=1, dtype=jnp.int32)[:, ::-1]
+        before = steps - 1 - position  # steps processed before this one
+    else:
+        count = jnp.cumsum(mask, axis=1, dtype=jnp.int32)
+        before = position
+    lengths = jnp.sum(mask, axis=1, dtype=jnp.int32)
+    dest = jnp.where(mask, count - 1, lengths[:, None] + before - count)
+    return Compaction(dest, lengths, count)
+
+
+def compacted_inputs(
+    x: jax.Array, compacted: Compaction, where_row: jax.Array | None = None
+) -> jax.Array:
+    """`x` `(B, T, ...)` with each row's real steps first and zeros after.
+
+    With `where_row` (int `(B,)`, a permutation of the batch) the result is
+    time-major `(T, B, ...)` with input row b at row `where_row[b]`. Zero-filling the
+    padding means whatever it held (NaN, inf) never enters a step.
+    """
+    real = compacted.dest < compacted.lengths[:, None]  # (B, T)
+    values = jnp.where(real.reshape(real.shape + (1,) * (x.ndim - 2)), x, 0)
+    if where_row is None:
+        rows = jnp.arange(x.shape[0], dtype=jnp.int32)[:, None]
+        return jnp.zeros_like(values).at[rows, compacted.dest].add(values, unique_indices=True)
+    out = jnp.zeros((x.shape[1], x.shape[0], *x.shape[2:]), x.dtype)
+    return out.at[compacted.dest, where_row[:, None]].add(values, unique_indices=True)
+
+
+def valid_first_order(mask: jax.Array) -> jax.Array:
+    """int32 `(B, T)`: each row's real positions in input order, then its padded ones."""
+    return inverse_permutation(compaction(mask).dest)
+
+
+def inverse_permutation(index: jax.Array) -> jax.Array:
+    """int32 `(B, T)` `inverse` with `inverse[b, index[b, t]] = t`, for a permutation per row."""
+    rows = jnp.arange(index.shape[0], dtype=jnp.int32)[:, None]
+    positions = jnp.broadcast_to(jnp.arange(index.shape[1], dtype=jnp.int32), index.shape)
+    return jnp.zeros_like(index).at[rows, index].set(positions, unique_indices=True)
+
+
+def take_steps(x: jax.Array, index: jax.Array) -> jax.Array:
+    """`out[b, t] = x[b, index[b, t]]` for `x` `(B, T, ...)` and int `index` `(B, T')`."""
+    index = index.reshape(index.shape + (1,) * (x.ndim - 2))
+    return jnp.take_along_axis(x, index, axis=1)
+
+
+def outputs_at_inputs(
+    compacted_outputs: jax.Array,
+    mask: jax.Array,
+    compacted: Compaction,
+    initial_output: jax.Array,
+    *,
+    zero_output_for_mask: bool,
+    where_row: jax.Array | None = None,
+) -> jax.Array:
+    """The outputs `(B, T, H)` at input positions from the compacted ones.
+
+    A real step gets its own output. A padded step gets the previous output in
+    processing order (`initial_output` `(B, H)` before any real step), or zeros
+    with `zero_output_for_mask`.
+
+    Args:
+        compacted_outputs: `(B, T, H)`; or, with `where_row`, time-major `(T, B, H)`
+            whose row `where_row[b]` belongs to input row b.
+        mask: bool `(B, T)`, True = real step.
+        compacted: the `Compaction` of `mask`.
+        initial_output: `(B, H)`.
+        zero_output_for_mask: zeros at padded steps.
+        where_row: int `(B,)`, see `compacted_outputs`.
+    """
+    index = jnp.maximum(compacted.count - 1, 0)
+    if where_row is None:
+        picked = take_steps(compacted_outputs, index)
+    else:
+        picked = compacted_outputs[index, where_row[:, None]]
+    if zero_output_for_mask:
+        return jnp.where(mask[:, :, None], picked, 0)
+    return jnp.where((compacted.count > 0)[:, :, None], picked, initial_output[:, None, :])
