@@ -321,7 +321,7 @@ def test_new_mask_values_do_not_retrace():
         run(params, x, rng.random((B, T)) < 0.5)
     assert len(traces) == 1
     # The kernel's own jit cache does not grow with new masks either.
-    from masking_jax._rnn._scan import run_cell
+    from masking_jax._rnn._driver import run as run_cell
 
     mj.lstm(params, x, MASK_ROWS)
     size = run_cell._cache_size()

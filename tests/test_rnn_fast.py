@@ -1,7 +1,7 @@
-"""The fast path of the RNN kernels (`masking_jax/_rnn/_scan.py`): compaction of any mask
-layout, chunk and row skipping, and the custom VJP, against the plain driver (autodiff through
-a `lax.scan` over every step) and the slow reference, in values and gradients wrt x, params and
-the initial state."""
+"""The fast path of the RNN kernels: compaction of any mask layout (`masking_jax/_layout.py`),
+chunk and row skipping (`_rnn/_skip.py`) and the custom VJP (`_rnn/_vjp.py`), against the plain
+driver (autodiff through a `lax.scan` over every step) and the slow reference, in values and
+gradients wrt x, params and the initial state."""
 
 import functools
 
@@ -14,7 +14,8 @@ from plain_scan import run_cell_plain
 from rnn_reference import padded_inputs, random_params, random_state, rnn_ref
 
 import masking_jax as mj
-from masking_jax._rnn import _scan
+from masking_jax import _layout
+from masking_jax._rnn import _driver, _skip
 from masking_jax._rnn._cells import GRUCell, LSTMCell, SimpleRNNCell
 
 CELLS = {
@@ -24,7 +25,7 @@ CELLS = {
     "gru_reset_before": GRUCell(jnp.tanh, jax.nn.sigmoid, reset_after=False),
 }
 D, H = 3, 4
-CHUNK = _scan.CHUNK
+CHUNK = _skip.CHUNK
 
 
 def lengths_mask(lengths, steps, layout, rng):
@@ -42,10 +43,21 @@ def lengths_mask(lengths, steps, layout, rng):
 
 
 # Lengths on chunk boundaries exactly (0, C, 2C, T), one off them, and a batch wide enough for
-# several row widths (`_scan.widths`), so row skipping switches widths chunk by chunk.
+# two row widths (`_skip.widths`), so row skipping changes width from chunk to chunk.
 STEPS = 3 * CHUNK + 3  # not a multiple of the chunk: the last chunk is padded
 BOUNDARY_LENGTHS = [STEPS, 0, CHUNK, 2 * CHUNK, CHUNK - 1, CHUNK + 1, 1, 3 * CHUNK, 5, STEPS]
 BOUNDARY_LENGTHS += [2 * CHUNK + 1, 0, 4, 11, 3 * CHUNK - 1, 2, 7, 13, 19, 6]
+BOUNDARY_LENGTHS += [STEPS, 3 * CHUNK, 2 * CHUNK + 2] * 10  # B = 50: half the rows run longest
+assert len(_skip.widths(len(BOUNDARY_LENGTHS))) == 2
+
+
+def run_fast(cell, params, x, mask, state, *, reverse, zero_output_for_mask, unroll):
+    """`_driver.run` for one direction, with `run_cell_plain`'s signature."""
+    (outputs,), (final,) = _driver.run(
+        cell, (params,), x, mask, (state,), directions=(reverse,),
+        zero_output_for_mask=zero_output_for_mask, unroll=unroll,
+    )  # fmt: skip
+    return outputs, final
 
 
 def case(cell, mask, seed=0):
@@ -83,41 +95,61 @@ def assert_close(actual, expected, rtol=2e-5, atol=2e-5):
     )
 
 
-def test_widths_and_branches():
-    assert _scan.widths(64) == tuple(range(64 // _scan.ROW_BLOCKS, 65, 64 // _scan.ROW_BLOCKS))
-    assert (
-        _scan.widths(256)[0] == 256 // _scan.ROW_BLOCKS
-        and len(_scan.widths(256)) == _scan.ROW_BLOCKS
-    )
-    assert _scan.widths(20) == (8, 16, 20)
-    assert _scan.widths(6) == (6,)
-    assert _scan.widths(1) == (1,)
-    lengths = jnp.array([20, 17, 9, 9, 8, 0] + [0] * 14)  # sorted, longest first
-    branch = functools.partial(_scan._branch, lengths, batch=20)
-    # 0 = skip; i = widths[i - 1] rows, the fewest that hold every row still running.
-    assert [int(branch(start=jnp.int32(s))) for s in (0, 7, 8, 9, 17, 20, 24)] == [
-        1, 1, 1, 0 + 1, 1, 0, 0
-    ]  # fmt: skip
-    many = jnp.array([30] * 9 + [5] * 11)
-    assert [int(_scan._branch(many, jnp.int32(s), 20)) for s in (0, 5, 30)] == [3, 2, 0]
+def test_widths_policy():
+    assert _skip.widths(1) == (1,)
+    assert _skip.widths(32) == (32,)  # small batches: whole chunks are skipped, rows are not
+    assert _skip.widths(64) == (32, 64)
+    assert _skip.widths(50) == (32, 50)  # the half width is a multiple of 8
+    assert _skip.chunking(3) == (1, 3)
+    assert _skip.chunking(STEPS) == (4, CHUNK)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_each_chunk_runs_once_on_the_fewest_rows_that_hold_the_running_ones(reverse):
+    lengths = jnp.array(sorted(BOUNDARY_LENGTHS, reverse=True))
+    n_chunks, chunk = _skip.chunking(STEPS)
+
+    def chunk_fn(width, start, carry):
+        seen, order = carry
+        return seen.at[start // chunk].add(width), order.at[start // chunk].set(order.max() + 1)
+
+    seen, order = _skip.skipping_loop(
+        chunk_fn, (jnp.zeros(n_chunks, int), jnp.zeros(n_chunks, int)), lengths, n_chunks, chunk,
+        reverse=reverse,
+    )  # fmt: skip
+    widths = _skip.widths(len(lengths))
+    for i in range(n_chunks):
+        active = int(jnp.sum(lengths > i * chunk))
+        expected = 0 if active == 0 else min(w for w in widths if w >= active)
+        assert int(seen[i]) == expected
+    ran = [int(o) for o in order if o > 0]
+    assert ran == (sorted(ran, reverse=True) if reverse else sorted(ran))  # in time order
 
 
 @pytest.mark.parametrize("layout", ["post", "pre", "gappy"])
 @pytest.mark.parametrize("reverse", [False, True])
 def test_compaction(layout, reverse):
-    """`order` puts each row's valid steps first in processing order; `count` is the number of
-    valid steps consumed once each input position is done."""
+    """`dest` sends each row's real steps to the front in processing order, the padded ones
+    after them; `count` is the number of real steps consumed once each input position is done."""
     rng = np.random.default_rng(0)
     mask = lengths_mask(BOUNDARY_LENGTHS, STEPS, layout, rng)
-    order, lengths, count = map(np.asarray, _scan.compaction(jnp.asarray(mask), reverse=reverse))
+    dest, lengths, count = map(np.asarray, _layout.compaction(jnp.asarray(mask), reverse=reverse))
     np.testing.assert_array_equal(lengths, mask.sum(1))
     for b in range(mask.shape[0]):
-        (valid,) = np.nonzero(mask[b])
-        valid = valid[::-1] if reverse else valid
-        np.testing.assert_array_equal(order[b, : len(valid)], valid)
-        assert sorted(order[b]) == list(range(STEPS))  # a permutation
+        (real,) = np.nonzero(mask[b])
+        real = real[::-1] if reverse else real
+        np.testing.assert_array_equal(dest[b, real], np.arange(len(real)))
+        assert sorted(dest[b]) == list(range(STEPS))  # a permutation
         seen = np.cumsum(mask[b, ::-1])[::-1] if reverse else np.cumsum(mask[b])
         np.testing.assert_array_equal(count[b], seen)
+    x = rng.standard_normal((*mask.shape, 2)).astype(np.float32)
+    packed = np.asarray(_layout.compacted_inputs(jnp.asarray(x), _layout.compaction(
+        jnp.asarray(mask), reverse=reverse)))  # fmt: skip
+    for b in range(mask.shape[0]):
+        (real,) = np.nonzero(mask[b])
+        real = real[::-1] if reverse else real
+        np.testing.assert_array_equal(packed[b, : len(real)], x[b, real])
+        assert (packed[b, len(real) :] == 0).all()
 
 
 @pytest.mark.parametrize("cell", list(CELLS))
@@ -129,12 +161,12 @@ def test_custom_vjp_matches_autodiff_of_the_plain_scan(cell, layout, reverse):
     mask = lengths_mask(BOUNDARY_LENGTHS, STEPS, layout, np.random.default_rng(2))
     params, x, state = case(cell, mask)
     options = {"reverse": reverse, "zero_output_for_mask": layout == "gappy"}
-    fast = loss_and_grads(_scan.run_cell, cell, params, x, mask, state, **options)
+    fast = loss_and_grads(run_fast, cell, params, x, mask, state, **options)
     plain = loss_and_grads(run_cell_plain, cell, params, x, mask, state, **options)
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(fast))
     assert_close(fast, plain)
     assert (np.asarray(fast[1][1])[~mask] == 0).all()  # padding gets exactly zero gradient
-    outputs = run(_scan.run_cell, cell, params, x, mask, state, **options)
+    outputs = run(run_fast, cell, params, x, mask, state, **options)
     assert_close(outputs, run(run_cell_plain, cell, params, x, mask, state, **options))
 
 
@@ -152,7 +184,7 @@ def test_global_maxlen_padding_is_skipped_exactly(cell):
     @jax.jit
     @functools.partial(jax.value_and_grad, argnums=(0, 1, 2))
     def loss(params, x, state, mask):
-        outputs, final = _scan.run_cell(
+        outputs, final = run_fast(
             CELLS[cell], params, x, mask, state, reverse=False, zero_output_for_mask=False,
             unroll=1,
         )  # fmt: skip
@@ -164,7 +196,7 @@ def test_global_maxlen_padding_is_skipped_exactly(cell):
     assert_close((got[0], got[1][0], got[1][2]), (short[0], short[1][0], short[1][2]))
     assert_close(np.asarray(got[1][1])[:, :cut], short[1][1])
     assert (np.asarray(got[1][1])[:, cut:] == 0).all()
-    outputs, final = run(_scan.run_cell, cell, params, x, long_mask, state)
+    outputs, final = run(run_fast, cell, params, x, long_mask, state)
     ref = rnn_ref(cell, params, x, long_mask, initial_state=state)
     assert_close((outputs, final), ref, rtol=1e-5, atol=1e-5)
 
@@ -173,10 +205,10 @@ def test_global_maxlen_padding_is_skipped_exactly(cell):
 def test_unroll_and_chunk_boundaries_change_nothing(cell):
     mask = lengths_mask(BOUNDARY_LENGTHS, STEPS, "gappy", np.random.default_rng(4))
     params, x, state = case(cell, mask)
-    base = loss_and_grads(_scan.run_cell, cell, params, x, mask, state, reverse=True)
+    base = loss_and_grads(run_fast, cell, params, x, mask, state, reverse=True)
     for unroll in (True, 3):
         got = loss_and_grads(
-            _scan.run_cell, cell, params, x, mask, state, reverse=True, unroll=unroll
+            run_fast, cell, params, x, mask, state, reverse=True, unroll=unroll
         )
         assert_close(got, base)
 

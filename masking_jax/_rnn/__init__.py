@@ -1,13 +1,20 @@
-"""Masked recurrent kernels (SimpleRNN, LSTM, GRU) in the Keras 3 weight layout.
+"""Masked recurrent kernels: any cell, and SimpleRNN, LSTM, GRU in the Keras 3 layout.
 
-Modules, one job each:
+Modules, one job each (the compaction of any mask layout lives in `masking_jax/_layout.py`):
 
+- `_contract`: the cell contract (`Cell`, `GatedCell`) and `StepCell`, a user's step.
+- `_cells`: SimpleRNN, LSTM, GRU as `GatedCell`s, with their Keras weight layout.
 - `_activations`: activation names (Keras spelling) to functions.
-- `_cells`: the cells' math in the Keras layout (input projection, one step).
-- `_validate`: argument checks specific to the kernels (x, params, states, dtypes).
-- `_scan`: the masked scan driver shared by every cell (compaction of any mask layout,
-  chunk and row skipping, custom VJP) and the plain `lax.scan` driver it is tested against.
-- `_kernels`: the public kernels `simple_rnn`, `lstm`, `gru`.
+- `_skip`: the chunked skipping skeleton that the forward and the backward pass share.
+- `_vjp`: the compacted scan and its custom VJP, per cell kind (its "tape").
+- `_driver`: `run`, the whole kernel after argument checks: compaction, the scan (one
+  or both directions), outputs back at input positions.
+- `_cudnn`: the LSTM on cuDNN with the same masking rules (`use_cudnn=True`).
+- `_validate`: argument checks specific to the kernels.
+- `_kernels`: the public kernels `simple_rnn`, `lstm`, `gru` and `rnn` (any cell).
 - `_init`: parameter initialisers matching the Keras defaults.
 - `_layers`: `bidirectional` and `stacked_rnn`, built from the kernels.
+
+Shape legend everywhere in the RNN code: B batch, T time steps, D input features,
+H hidden units (outputs per step), G gates, N chunks of K steps.
 """

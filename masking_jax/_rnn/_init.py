@@ -12,8 +12,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from .._checks import check_int
-from ._validate import check_bool
+from .._checks import check_bool, check_int
 
 
 def _init(

@@ -1,28 +1,36 @@
-"""The public masked RNN kernels: `simple_rnn`, `lstm`, `gru`.
+"""The public masked RNN kernels: `simple_rnn`, `lstm`, `gru`, and `rnn` for any cell.
 
 Each checks its arguments on static shapes, then calls the one jit-compiled driver
-`_scan.run_cell`. Shape legend: B batch, T time steps, D input features, H hidden
+`_driver.run`. Shape legend: B batch, T time steps, D input features, H hidden
 units.
 
-dtype policy: the state is carried, and all arithmetic done, in float32 for
-float32, bfloat16 and float16 `x` (float64 for float64 `x`); params and the initial
-state are cast to it. Outputs come back in `x`'s dtype; final states stay in the
-state dtype (float32 for bfloat16 `x`), so a continued sequence loses nothing.
+dtype policy of the Keras cells: the state is carried, and all arithmetic done, in
+float32 for float32, bfloat16 and float16 `x` (float64 for float64 `x`); params and
+the initial state are cast to it. Outputs come back in `x`'s dtype; final states
+stay in the state dtype (float32 for bfloat16 `x`), so a continued sequence loses
+nothing. `rnn` runs a user's cell in the dtypes it is given.
 """
 
+import functools
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 import jax
 
+from .._checks import check_bool
 from ._activations import Activation, get_activation
-from ._cells import Cell, GRUCell, LSTMCell, SimpleRNNCell
+from ._cells import GRUCell, KerasCell, LSTMCell, SimpleRNNCell
+from ._contract import StepCell
 from ._cudnn import check_cudnn, run_lstm_cudnn
-from ._scan import run_cell
+from ._driver import run
 from ._validate import (
-    check_bool,
     check_initial_state,
     check_mask,
     check_params,
+    check_pytree_params,
+    check_pytree_state,
+    check_step_output,
     check_unroll,
     check_x,
     state_dtype,
@@ -31,40 +39,107 @@ from ._validate import (
 Params = Any  # a mapping with keys "kernel", "recurrent_kernel", "bias" (Keras 3 layout)
 
 
-def _run(
-    cell: Cell,
-    params: Params,
+def _checked(
+    cell: KerasCell, params: Params, x: jax.Array, initial_state: Any, suffix: str = ""
+) -> tuple[dict[str, Any], Any]:
+    """`params` as arrays in the state dtype and the initial state, checked for `x`.
+
+    `suffix` names one direction's arguments in errors, e.g. "[1]" for `params[1]`.
+    """
+    params_name, state_name = f"params{suffix}", f"initial_state{suffix}"
+    arrays, hidden = check_params(cell, params, x.shape[-1], params_name)
+    dtype = state_dtype(x, arrays, params_name)
+    state = check_initial_state(cell, initial_state, x.shape[0], hidden, dtype, state_name)
+    arrays = {k: None if v is None else v.astype(dtype) for k, v in arrays.items()}
+    return arrays, state
+
+
+def run_keras_cell(
+    cell: KerasCell,
+    params: tuple[Params, ...],
     x: Any,
     mask: Any,
-    initial_state: Any,
-    reverse: bool,
+    initial_states: tuple[Any, ...],
+    *,
+    directions: tuple[bool, ...],
     zero_output_for_mask: bool,
-    unroll: bool | int,
+    unroll: bool | int = False,
     use_cudnn: bool = False,
-) -> tuple[jax.Array, Any]:
+) -> tuple[tuple[jax.Array, ...], tuple[Any, ...]]:
+    """Checks the arguments and runs a Keras cell in each of `directions` (reverse or not).
+
+    Both directions of a bidirectional layer run in one scan when their params have
+    the same shapes (else one after the other). Returns `(outputs, final_states)`,
+    one per direction.
+    """
     x = check_x(x)
-    batch, _, in_features = x.shape
-    arrays, hidden = check_params(cell, params, in_features)
-    dtype = state_dtype(x, arrays)
-    state = check_initial_state(cell, initial_state, batch, hidden, dtype)
     mask = check_mask(mask, x)
-    reverse = check_bool(reverse, "reverse")
     zero_output_for_mask = check_bool(zero_output_for_mask, "zero_output_for_mask")
     unroll = check_unroll(unroll)
+    suffixes = [f"[{i}]" for i in range(len(directions))] if len(directions) > 1 else [""]
+    checked = [
+        _checked(cell, p, x, s, suffix)
+        for p, s, suffix in zip(params, initial_states, suffixes, strict=True)
+    ]
+    arrays, states = tuple(a for a, _ in checked), tuple(s for _, s in checked)
+    dtype = jax.tree.leaves(states[0])[0].dtype
     if check_bool(use_cudnn, "use_cudnn"):
         check_cudnn(cell, dtype)
-        return run_lstm_cudnn(
-            arrays, x, mask, state, reverse=reverse, zero_output_for_mask=zero_output_for_mask
-        )
-    return run_cell(
-        cell,
-        arrays,
-        x,
-        mask,
-        state,
-        reverse=reverse,
-        zero_output_for_mask=zero_output_for_mask,
-        unroll=unroll,
+        results = [
+            run_lstm_cudnn(p, x, mask, s, reverse=r, zero_output_for_mask=zero_output_for_mask)
+            for p, s, r in zip(arrays, states, directions, strict=True)
+        ]
+        return tuple(o for o, _ in results), tuple(s for _, s in results)
+    # One scan for both directions needs params of one shape (same H, both with bias).
+    signatures = {
+        (jax.tree.structure(p), tuple(a.shape for a in jax.tree.leaves(p))) for p in arrays
+    }
+    groups = [directions] if len(signatures) == 1 else [(r,) for r in directions]
+    outputs, finals = [], []
+    for i, group in enumerate(groups):
+        part = slice(None) if len(groups) == 1 else slice(i, i + 1)
+        out, final = run(
+            cell, arrays[part], x.astype(dtype), mask, states[part], directions=group,
+            zero_output_for_mask=zero_output_for_mask, unroll=unroll,
+        )  # fmt: skip
+        outputs += [o.astype(x.dtype) for o in out]
+        finals += list(final)
+    return tuple(outputs), tuple(finals)
+
+
+def _run_one(
+    cell: KerasCell, params: Params, x: Any, mask: Any, initial_state: Any, *,
+    reverse: Any, **options: Any,
+) -> tuple[jax.Array, Any]:  # fmt: skip
+    (outputs,), (final,) = run_keras_cell(
+        cell, (params,), x, mask, (initial_state,),
+        directions=(check_bool(reverse, "reverse"),), **options,
+    )  # fmt: skip
+    return outputs, final
+
+
+def _simple_rnn_cell(activation: Activation = "tanh") -> SimpleRNNCell:
+    return SimpleRNNCell(get_activation(activation, "activation"))
+
+
+def _lstm_cell(
+    activation: Activation = "tanh", recurrent_activation: Activation = "sigmoid"
+) -> LSTMCell:
+    return LSTMCell(
+        get_activation(activation, "activation"),
+        get_activation(recurrent_activation, "recurrent_activation"),
+    )
+
+
+def _gru_cell(
+    activation: Activation = "tanh",
+    recurrent_activation: Activation = "sigmoid",
+    reset_after: bool = True,
+) -> GRUCell:
+    return GRUCell(
+        get_activation(activation, "activation"),
+        get_activation(recurrent_activation, "recurrent_activation"),
+        check_bool(reset_after, "reset_after"),
     )
 
 
@@ -119,8 +194,10 @@ def simple_rnn(
         >>> bool(jnp.allclose(h[1], outputs[1, 1]))  # the state after the last valid step
         True
     """
-    cell = SimpleRNNCell(get_activation(activation, "activation"))
-    return _run(cell, params, x, mask, initial_state, reverse, zero_output_for_mask, unroll)
+    return _run_one(
+        _simple_rnn_cell(activation), params, x, mask, initial_state, reverse=reverse,
+        zero_output_for_mask=zero_output_for_mask, unroll=unroll,
+    )  # fmt: skip
 
 
 def lstm(
@@ -181,13 +258,11 @@ def lstm(
         >>> outputs[1, :2].tolist() == [[0.0] * 8] * 2  # the initial h before any valid step
         True
     """
-    cell = LSTMCell(
-        get_activation(activation, "activation"),
-        get_activation(recurrent_activation, "recurrent_activation"),
-    )
-    return _run(
-        cell, params, x, mask, initial_state, reverse, zero_output_for_mask, unroll, use_cudnn
-    )
+    return _run_one(
+        _lstm_cell(activation, recurrent_activation), params, x, mask, initial_state,
+        reverse=reverse, zero_output_for_mask=zero_output_for_mask, unroll=unroll,
+        use_cudnn=use_cudnn,
+    )  # fmt: skip
 
 
 def gru(
@@ -248,9 +323,109 @@ def gru(
         >>> h[1].tolist() == [0.0] * 8  # a fully masked row keeps its initial state
         True
     """
-    cell = GRUCell(
-        get_activation(activation, "activation"),
-        get_activation(recurrent_activation, "recurrent_activation"),
-        check_bool(reset_after, "reset_after"),
-    )
-    return _run(cell, params, x, mask, initial_state, reverse, zero_output_for_mask, unroll)
+    return _run_one(
+        _gru_cell(activation, recurrent_activation, reset_after), params, x, mask,
+        initial_state, reverse=reverse, zero_output_for_mask=zero_output_for_mask,
+        unroll=unroll,
+    )  # fmt: skip
+
+
+_CELL_BUILDERS: dict[Callable[..., Any], Callable[..., KerasCell]] = {
+    simple_rnn: _simple_rnn_cell,
+    lstm: _lstm_cell,
+    gru: _gru_cell,
+}
+
+
+def keras_cell_of(kernel: Any, options: dict[str, Any]) -> tuple[KerasCell, dict[str, Any]] | None:
+    """The cell that `kernel(..., **options)` runs and the options left for the run.
+
+    `kernel` is `simple_rnn`, `lstm`, `gru` or a `functools.partial` of one with
+    keyword options; any other kernel gives `None`.
+    """
+    if isinstance(kernel, functools.partial) and not kernel.args:
+        options = {**kernel.keywords, **options}
+        kernel = kernel.func
+    builder = _CELL_BUILDERS.get(kernel)
+    if builder is None:
+        return None
+    names = inspect.signature(builder).parameters
+    cell = builder(**{k: v for k, v in options.items() if k in names})
+    return cell, {k: v for k, v in options.items() if k not in names}
+
+
+def rnn(
+    step: Callable[[Any, Any, jax.Array], tuple[Any, jax.Array]],
+    params: Any,
+    x: Any,
+    mask: Any,
+    initial_state: Any,
+    *,
+    reverse: bool = False,
+    zero_output_for_mask: bool = False,
+    unroll: bool | int = False,
+) -> tuple[jax.Array, Any]:
+    """Runs any recurrent cell over masked sequences, with the rules of the built-in kernels.
+
+    `step(params, state, x_t) -> (new_state, y_t)` is one step for every row at once:
+    `x_t` `(B, D)`, `state` any pytree of `(B, ...)` arrays, `y_t` `(B, H)`. At a
+    padded step the state is carried unchanged and the output is the previous output
+    (zeros before the first real step), or zeros with `zero_output_for_mask=True`.
+    Any mask layout works (post-, pre-padded, holes), padded steps are skipped (a
+    finished row or padding to a global maxlen costs almost nothing), a fully masked
+    row returns its initial state, and whatever the padding holds (NaN included)
+    reaches neither the outputs nor the gradients: `step` sees zeros there.
+    Gradients re-run `jax.vjp` of `step` at each step (reverse mode, any order).
+
+    Args:
+        step: the cell, a function of `(params, state, x_t)` (rows independent). A
+            module-level function is compiled once; a new lambda per call recompiles.
+        params: any pytree of arrays the step reads (its weights). Floating leaves
+            are differentiated; any others (integer tables, PRNG keys) are passed
+            through with no gradient.
+        x: inputs `(B, T, D)`, floating.
+        mask: boolean `(B, T)`, True = real step, False = padding; `None` = all real.
+        initial_state: the state before the first step, a pytree of floating
+            `(B, ...)` arrays (e.g. h, or a tuple (h, c)).
+        reverse: consume the steps from last to first; outputs stay aligned with the
+            input positions.
+        zero_output_for_mask: output zeros at padded steps.
+        unroll: `lax.scan` unrolling: `True` (a whole chunk of steps), `False`, or a
+            number of steps; it changes speed only.
+
+    Returns:
+        `(outputs, final_state)`: outputs `(B, T, H)` in `y_t`'s dtype, and the state
+        after each row's last real step (the initial state for an empty row).
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> import masking_jax as mj
+        >>> def step(params, h, x_t):  # a minimal Elman cell
+        ...     h = jnp.tanh(x_t @ params["w"] + h @ params["u"])
+        ...     return h, h
+        >>> params = {"w": jnp.full((3, 4), 0.1), "u": jnp.eye(4)}
+        >>> x, h0 = jnp.ones((2, 5, 3)), jnp.zeros((2, 4))
+        >>> mask = jnp.array([[True] * 5, [False, False, True, True, False]])
+        >>> outputs, h = mj.rnn(step, params, x, mask, h0)
+        >>> outputs.shape, h.shape
+        ((2, 5, 4), (2, 4))
+        >>> bool(jnp.allclose(h[1], outputs[1, 3]))  # the state after the last real step
+        True
+    """
+    if not callable(step):
+        raise TypeError(
+            "`step` must be a function `step(params, state, x_t) -> (new_state, y_t)`; got "
+            f"{type(step).__name__}."
+        )
+    x = check_x(x)
+    mask = check_mask(mask, x)
+    params = check_pytree_params(params)
+    state = check_pytree_state(initial_state, x.shape[0])
+    check_step_output(step, params, state, x)
+    (outputs,), (final,) = run(
+        StepCell(step), (params,), x, mask, (state,),
+        directions=(check_bool(reverse, "reverse"),),
+        zero_output_for_mask=check_bool(zero_output_for_mask, "zero_output_for_mask"),
+        unroll=check_unroll(unroll),
+    )  # fmt: skip
+    return outputs, final

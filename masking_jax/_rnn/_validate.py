@@ -1,6 +1,10 @@
 """Argument checks for the RNN kernels, on static shapes and dtypes (trace time).
 
-The generic checks live in `masking_jax/_checks.py`; these know the RNN layout.
+The generic checks live in `masking_jax/_checks.py`; these know the RNN arguments.
+What a Keras cell's params and states look like comes from the cell itself
+(`KerasCell.param_shapes`, `state_names`), so a new cell needs no edit here.
+
+Shape legend: B batch, T time steps, D input features, H hidden units.
 """
 
 from collections.abc import Mapping
@@ -11,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import MASK_POLARITY, align_mask, as_bool_mask, check_int, check_rank
-from ._cells import Cell, GRUCell
+from ._cells import KerasCell
 
 PARAM_KEYS = ("kernel", "recurrent_kernel", "bias")
 
@@ -19,16 +23,6 @@ _X_HINT = (
     "For a single sequence of shape (T, D) add a batch axis (`x[None]`) or map the kernel "
     "with `jax.vmap`; for scalar features of shape (B, T) add a feature axis (`x[..., None]`)."
 )
-
-
-def check_bool(value: Any, name: str) -> bool:
-    """Returns `value` if it is a Python bool (a static flag), else raises `TypeError`."""
-    if not isinstance(value, bool | np.bool_):
-        raise TypeError(
-            f"`{name}` must be a Python bool (a static flag, not an array); "
-            f"got {type(value).__name__} {value!r}."
-        )
-    return bool(value)
 
 
 def check_unroll(unroll: Any) -> bool | int:
@@ -61,84 +55,60 @@ def check_mask(mask: Any, x: jax.Array) -> jax.Array:
     return jnp.broadcast_to(mask[..., 0], (batch, steps))
 
 
-def _a(cell: Cell) -> str:
-    """`cell.name` with its article: "a GRU", "an LSTM"."""
-    return f"{'an' if cell.name == 'LSTM' else 'a'} {cell.name}"
-
-
-def _layout(cell: Cell) -> dict[str, str]:
-    """The Keras 3 layout in the shape legend, e.g. LSTM kernel `(D, 4H)`."""
-    g = "" if cell.gates == 1 else str(cell.gates)
-    layout = {"kernel": f"(D, {g}H)", "recurrent_kernel": f"(H, {g}H)", "bias": f"({g}H,)"}
-    if isinstance(cell, GRUCell) and cell.reset_after:
-        layout["bias"] = "(2, 3H)"
-    return layout
-
-
-def check_params(cell: Cell, params: Any, in_features: int) -> tuple[dict[str, Any], int]:
+def check_params(
+    cell: KerasCell, params: Any, in_features: int, name: str = "params"
+) -> tuple[dict[str, Any], int]:
     """Checks `params` against the Keras layout of `cell`; returns them as arrays and H."""
-    layout = _layout(cell)
+    layout = cell.legend()
     expected_keys = ", ".join(f"'{k}' {layout[k]}" for k in PARAM_KEYS)
     if not isinstance(params, Mapping):
         raise TypeError(
-            f"`params` for {_a(cell)} must be a mapping with keys {expected_keys} "
+            f"`{name}` for {cell.label} must be a mapping with keys {expected_keys} "
             f"(the Keras 3 layout); got {type(params).__name__}. From a Keras layer use "
             "`dict(zip(['kernel', 'recurrent_kernel', 'bias'], layer.get_weights()))`."
         )
     missing = [k for k in PARAM_KEYS if k not in params]
     if missing:
         raise ValueError(
-            f"`params` for {_a(cell)} is missing key(s) {', '.join(map(repr, missing))}; "
+            f"`{name}` for {cell.label} is missing key(s) {', '.join(map(repr, missing))}; "
             f"expected keys {expected_keys} (Keras 3 layout; 'bias' may be None for "
             f"use_bias=False). Got keys {sorted(params)}."
         )
     arrays = {
-        k: None if params[k] is None and k == "bias" else _as_array(params[k], k)
+        k: None if params[k] is None and k == "bias" else _as_array(params[k], f"{name}['{k}']")
         for k in PARAM_KEYS
     }
     rec = arrays["recurrent_kernel"]
     if rec.ndim != 2:
         raise ValueError(
-            f"`params['recurrent_kernel']` must be 2-D {layout['recurrent_kernel']} for "
-            f"{_a(cell)}; got shape {tuple(rec.shape)}."
+            f"`{name}['recurrent_kernel']` must be 2-D {layout['recurrent_kernel']} for "
+            f"{cell.label}; got shape {tuple(rec.shape)}."
         )
     hidden = rec.shape[0]
-    g = cell.gates
-    expected = {
-        "kernel": (in_features, g * hidden),
-        "recurrent_kernel": (hidden, g * hidden),
-        "bias": cell.bias_shape(hidden),
-    }
+    expected = cell.param_shapes(in_features, hidden)
     for key in PARAM_KEYS:
         value = arrays[key]
         if value is None or tuple(value.shape) == expected[key]:
             continue
-        hint = ""
-        if isinstance(cell, GRUCell) and key == "bias":
-            other = GRUCell(cell.activation, cell.recurrent_activation, not cell.reset_after)
-            if tuple(value.shape) == other.bias_shape(hidden):
-                hint = (
-                    f" That is the bias of a GRU with reset_after={other.reset_after}; pass "
-                    f"`reset_after={other.reset_after}`."
-                )
         raise ValueError(
-            f"`params['{key}']` must have shape {layout[key]} = {expected[key]} for "
-            f"{_a(cell)} with D={in_features} input features (x.shape[-1]) and H={hidden} "
-            f"hidden units (params['recurrent_kernel'].shape[0]); got {tuple(value.shape)}." + hint
+            f"`{name}['{key}']` must have shape {layout[key]} = {expected[key]} for "
+            f"{cell.label} with D={in_features} input features (x.shape[-1]) and H={hidden} "
+            f"hidden units ({name}['recurrent_kernel'].shape[0]); got {tuple(value.shape)}."
+            + cell.layout_hint(key, tuple(value.shape), hidden)
         )
     return arrays, hidden
 
 
-def _as_array(value: Any, key: str) -> jax.Array:
+def _as_array(value: Any, label: str) -> jax.Array:
     if value is None:
-        raise TypeError(f"`params['{key}']` is None; only 'bias' may be None (use_bias=False).")
+        raise TypeError(f"`{label}` is None; only 'bias' may be None (use_bias=False).")
     value = value if isinstance(value, jax.Array) else jnp.asarray(value)
     if not jnp.issubdtype(value.dtype, jnp.floating):
-        raise TypeError(f"`params['{key}']` must be a floating array; got dtype {value.dtype}.")
+        raise TypeError(f"`{label}` must be a floating array; got dtype {value.dtype}.")
     return value
 
 
-def state_dtype(x: jax.Array, params: Mapping[str, Any]) -> np.dtype:
+def state_dtype(x: jax.Array, params: Mapping[str, Any], name: str = "params") -> np.dtype:
     """The dtype the kernel computes and carries its state in.
 
     float32 for float32, bfloat16 and float16 inputs (low-precision inputs accumulate
@@ -153,7 +123,7 @@ def state_dtype(x: jax.Array, params: Mapping[str, Any]) -> np.dtype:
             continue
         if jnp.promote_types(value.dtype, dtype) != dtype:
             raise TypeError(
-                f"`params['{key}']` has dtype {value.dtype}, wider than the {dtype} the "
+                f"`{name}['{key}']` has dtype {value.dtype}, wider than the {dtype} the "
                 f"kernel computes in for `x` of dtype {x.dtype}; cast the params to {dtype} "
                 f"(`jax.tree.map(lambda p: p.astype(jnp.{dtype}), params)`) or `x` to "
                 f"{value.dtype}."
@@ -161,7 +131,14 @@ def state_dtype(x: jax.Array, params: Mapping[str, Any]) -> np.dtype:
     return np.dtype(dtype)
 
 
-def check_initial_state(cell: Cell, initial_state: Any, batch: int, hidden: int, dtype: Any) -> Any:
+def check_initial_state(
+    cell: KerasCell,
+    initial_state: Any,
+    batch: int,
+    hidden: int,
+    dtype: Any,
+    name: str = "initial_state",
+) -> Any:
     """Returns the initial state in `dtype` (zeros for `None`), or raises for a bad one."""
     if initial_state is None:
         return cell.zero_state(batch, hidden, dtype)
@@ -169,22 +146,22 @@ def check_initial_state(cell: Cell, initial_state: Any, batch: int, hidden: int,
     if len(names) == 2:
         if not isinstance(initial_state, tuple | list) or len(initial_state) != 2:
             raise TypeError(
-                f"`initial_state` for {_a(cell)} must be a pair (h, c) of (B, H) = "
+                f"`{name}` for {cell.label} must be a pair (h, c) of (B, H) = "
                 f"({batch}, {hidden}) arrays; got {type(initial_state).__name__}."
             )
         parts = list(initial_state)
     elif isinstance(initial_state, tuple | list):  # Keras passes [h]
         if len(initial_state) != 1:
             raise TypeError(
-                f"`initial_state` for {_a(cell)} must be one (B, H) = ({batch}, {hidden}) "
+                f"`{name}` for {cell.label} must be one (B, H) = ({batch}, {hidden}) "
                 f"array h; got a sequence of {len(initial_state)}."
             )
         parts = list(initial_state)
     else:
         parts = [initial_state]
     states = []
-    for name, part in zip(names, parts, strict=True):
-        label = "initial_state" if len(names) == 1 else f"initial_state {name}"
+    for state_name, part in zip(names, parts, strict=True):
+        label = name if len(names) == 1 else f"{name} {state_name}"
         shape = tuple(np.shape(part))
         if shape != (batch, hidden):
             raise ValueError(
@@ -196,3 +173,72 @@ def check_initial_state(cell: Cell, initial_state: Any, batch: int, hidden: int,
             raise TypeError(f"`{label}` must be a floating array; got dtype {part.dtype}.")
         states.append(part.astype(dtype))
     return tuple(states) if len(states) == 2 else states[0]
+
+
+def check_pytree_state(initial_state: Any, batch: int, name: str = "initial_state") -> Any:
+    """A user cell's initial state: a pytree of floating `(B, ...)` arrays, as arrays."""
+    leaves, treedef = jax.tree.flatten(initial_state)
+    if not leaves:
+        raise TypeError(
+            f"`{name}` must be a pytree of (B, ...) arrays (e.g. h, or a tuple (h, c)); got "
+            f"{type(initial_state).__name__} with no arrays."
+        )
+    arrays = []
+    for i, leaf in enumerate(leaves):
+        label = name if len(leaves) == 1 else f"{name} leaf {i}"
+        leaf = leaf if isinstance(leaf, jax.Array) else jnp.asarray(leaf)
+        if leaf.ndim < 1 or leaf.shape[0] != batch:
+            raise ValueError(
+                f"`{label}` must have the batch of x, B={batch}, as its first axis (B, ...); "
+                f"got shape {tuple(leaf.shape)}."
+            )
+        if not jnp.issubdtype(leaf.dtype, jnp.floating):
+            raise TypeError(f"`{label}` must be a floating array; got dtype {leaf.dtype}.")
+        arrays.append(leaf)
+    return jax.tree.unflatten(treedef, arrays)
+
+
+def check_pytree_params(params: Any, name: str = "params") -> Any:
+    """A user cell's params: any pytree of arrays (static options go in `step`)."""
+
+    def check(path: Any, leaf: Any) -> jax.Array:
+        if isinstance(leaf, jax.Array):
+            return leaf
+        try:
+            return jnp.asarray(leaf)
+        except TypeError:
+            raise TypeError(
+                f"`{name}{jax.tree_util.keystr(path)}` must be an array; got "
+                f"{type(leaf).__name__}. Pass static options to `step` instead, e.g. with "
+                "functools.partial."
+            ) from None
+
+    return jax.tree_util.tree_map_with_path(check, params)
+
+
+def check_step_output(step: Any, params: Any, state: Any, x: jax.Array) -> None:
+    """Checks what `step(params, state, x_t)` returns, from shapes alone (trace time)."""
+    batch = x.shape[0]
+    x_t = jax.ShapeDtypeStruct((batch, *x.shape[2:]), x.dtype)
+    result = jax.eval_shape(step, params, state, x_t)
+    if not isinstance(result, tuple | list) or len(result) != 2:
+        raise TypeError(
+            "`step(params, state, x_t)` must return a pair (new_state, y_t); got "
+            f"{type(result).__name__}" + (f" of length {len(result)}." if isinstance(
+                result, tuple | list) else ".")
+        )
+    new_state, y = result
+    expected = jax.tree.map(lambda a: (a.shape, a.dtype), state)
+    got = jax.tree.map(lambda a: (a.shape, a.dtype), new_state)
+    if jax.tree.structure(new_state) != jax.tree.structure(state) or got != expected:
+        raise ValueError(
+            "`step` must return a new state with the structure, shapes and dtypes of "
+            f"`initial_state` ({expected}); got {got}."
+        )
+    if not isinstance(y, jax.ShapeDtypeStruct) or y.ndim != 2 or y.shape[0] != batch:
+        raise ValueError(
+            f"`step` must return an output y_t of shape (B, H) with B={batch}; got "
+            f"{getattr(y, 'shape', type(y).__name__)}."
+        )
+    if not jnp.issubdtype(y.dtype, jnp.floating):
+        raise TypeError(f"`step` must return a floating output y_t; got dtype {y.dtype}.")

@@ -1,0 +1,111 @@
+"""The cell contract: what a recurrent cell gives the masked scan.
+
+A cell is a frozen (hashable) dataclass holding its static options, so it can be
+a static argument of `jax.jit`. The masked scan (`_driver.run`) needs only the
+methods below; it owns the masking (skipped steps, carried states, outputs at
+padded steps), the compaction of any mask layout and the custom VJP.
+
+- `Cell`: any cell. One step is `step(params, state, x_t) -> (new_state, y_t)`;
+  the backward pass re-runs `jax.vjp` of `step`, step by step.
+- `GatedCell`: a cell whose step splits at its one recurrent matmul (SimpleRNN,
+  LSTM, GRU). The backward pass then keeps only the gate pre-activations per step
+  and does the weight gradients as one GEMM per chunk of steps (the fast path).
+- `StepCell`: a user's `step` function as a `Cell` (the public `masking_jax.rnn`).
+
+Shape legend: B batch (rows), D input features, H outputs per step, G gates.
+"""
+
+import abc
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+Params = Any  # any pytree of arrays
+State = Any  # any pytree of (B, ...) arrays
+
+
+class Cell(abc.ABC):
+    """A recurrent cell: one step for every row at once."""
+
+    @abc.abstractmethod
+    def step(self, params: Params, state: State, x_t: jax.Array) -> tuple[State, jax.Array]:
+        """One step: `x_t` `(B, D)`, `state` a pytree of `(B, ...)` arrays.
+
+        Returns `(new_state, y_t)`: the state after the step (the structure, shapes
+        and dtypes of `state`) and the step's output `y_t` `(B, H)`. Rows are
+        independent: row b of the results depends on row b of `state` and `x_t` only.
+        """
+
+    def initial_output(
+        self, params: Params, state: State, output: jax.ShapeDtypeStruct
+    ) -> jax.Array:
+        """The output at padded steps before the first real one, shaped like `output`.
+
+        Zeros here; the Keras cells give the initial h instead.
+        """
+        del params, state
+        return jnp.zeros(output.shape, output.dtype)
+
+
+class GatedCell(Cell):
+    """A cell whose step splits at its one recurrent matmul, `hr = output(state) R'`.
+
+    `step(params, state, x_t)` is
+    `gate_math(gate_params(params), preact(project(params, x_t), hr), state)`: the
+    driver does the matmuls (and their gradients, as GEMMs over whole chunks) and the
+    cell only the elementwise gate math.
+    """
+
+    @abc.abstractmethod
+    def project(self, params: Params, x: jax.Array) -> jax.Array:
+        """The input projection `x K + b` of any number of steps: `(..., D) -> (..., G*H)`."""
+
+    @abc.abstractmethod
+    def recurrent_kernel(self, params: Params) -> jax.Array:
+        """`R'` `(H, G'*H)`, the matrix of the recurrent matmul `hr = output(state) R'`."""
+
+    def gate_params(self, params: Params) -> Any:
+        """The small params the gate math reads (a bias row), or `None`."""
+        del params
+        return None
+
+    def preact(self, xp_t: jax.Array, hr_t: jax.Array) -> Any:
+        """What the gate math needs of both matmuls; linear in `(xp_t, hr_t)`.
+
+        The sum `xp_t + hr_t` here. It is what the backward pass keeps per step, so
+        blocks of at most `(B, 2H)` keep each stored residual small.
+        """
+        return xp_t + hr_t
+
+    @abc.abstractmethod
+    def gate_math(self, gate_params: Any, preact: Any, state: State) -> tuple[State, jax.Array]:
+        """The elementwise rest of the step: `(new_state, y_t)`."""
+
+    @abc.abstractmethod
+    def output(self, state: State) -> jax.Array:
+        """The h `(B, H)` a state stands for: the input of the recurrent matmul."""
+
+    def step(self, params: Params, state: State, x_t: jax.Array) -> tuple[State, jax.Array]:
+        hr_t = self.output(state) @ self.recurrent_kernel(params)
+        preact = self.preact(self.project(params, x_t), hr_t)
+        return self.gate_math(self.gate_params(params), preact, state)
+
+    def initial_output(
+        self, params: Params, state: State, output: jax.ShapeDtypeStruct
+    ) -> jax.Array:
+        """The initial h (Keras' rule for padded steps before the first real one)."""
+        del params
+        return self.output(state).astype(output.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepCell(Cell):
+    """A user's `step(params, state, x_t) -> (new_state, y_t)` function as a `Cell`."""
+
+    fn: Callable[[Params, State, jax.Array], tuple[State, jax.Array]]
+
+    def step(self, params: Params, state: State, x_t: jax.Array) -> tuple[State, jax.Array]:
+        return self.fn(params, state, x_t)
