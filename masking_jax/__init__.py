@@ -44,6 +44,7 @@ from ._rnn._init import init_lstm_params as init_lstm_params
 from ._rnn._init import init_simple_rnn_params as init_simple_rnn_params
 from ._rnn._kernels import gru as gru
 from ._rnn._kernels import lstm as lstm
+from ._rnn._kernels import rnn as rnn
 from ._rnn._kernels import simple_rnn as simple_rnn
 from ._rnn._layers import bidirectional as bidirectional
 from ._rnn._layers import stacked_rnn as stacked_rnn
