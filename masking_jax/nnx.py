@@ -1,9 +1,9 @@
 """Flax NNX layers that carry masks explicitly, the way Keras models carry them implicitly.
 
-Shape legend: B batch, T time steps, D input features, H hidden units, N vocabulary.
+Shape legend: B batch, T time steps, D input features, H hidden units, V vocabulary.
 A mask is boolean `(B, T)`, True = real step, False = padding.
 
-The mask protocol (DESIGN.md), applied by `call_with_mask` and so by `Sequential`:
+The mask protocol, applied by `call_with_mask` and so by `Sequential`:
 
 - a layer that consumes a mask takes `mask=` in `__call__` (it gets the current mask;
   Flax's own modules never do, as their `mask` arguments mean something else);
@@ -23,6 +23,7 @@ Every layer also takes a `masking_jax.Masked` in place of `(x, mask)` and then r
 trained Keras layer over. This module imports flax; the core of `masking_jax` does not.
 """
 
+from ._nnx._any_cell import RNN as RNN
 from ._nnx._keras_weights import load_keras_weights as load_keras_weights
 from ._nnx._mask_makers import Embedding as Embedding
 from ._nnx._mask_makers import Masking as Masking
@@ -43,6 +44,7 @@ __all__ = [
     "GRU",
     "LSTM",
     "POSITIONWISE_MODULES",
+    "RNN",
     "Bidirectional",
     "Embedding",
     "GlobalAveragePooling1D",

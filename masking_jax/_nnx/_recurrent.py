@@ -5,6 +5,7 @@ Shape legend: B batch, T time steps, D input features, H hidden units. A mask is
 and call the pure kernels of `masking_jax._rnn`; all the masking happens there.
 """
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ from .._masks import Masked
 from .._rnn._activations import get_activation
 from .._rnn._init import init_gru_params, init_lstm_params, init_simple_rnn_params
 from .._rnn._kernels import gru, lstm, simple_rnn
-from .._rnn._layers import MERGE_MODES, merge_outputs
+from .._rnn._layers import MERGE_MODES, bidirectional, merge_outputs
 from ._protocol import unpack
 
 _ACTIVATION_OPTIONS = ("activation", "recurrent_activation")
@@ -87,26 +88,35 @@ class _RNN(nnx.Module):
         }
         return type(self)(self.in_features, self.hidden_features, rngs=rngs, **kwargs)
 
-    def _run(
-        self, x: Any, mask: Any, initial_state: Any, zero_output_for_mask: bool
-    ) -> tuple[jax.Array, tuple[jax.Array, ...]]:
-        """`(outputs (B, T, H), states)` with `states` a tuple: `(h,)` or LSTM's `(h, c)`."""
-        params = {
+    def _params(self) -> dict[str, Any]:
+        """The parameters in the kernels' Keras layout."""
+        return {
             "kernel": self.kernel[...],
             "recurrent_kernel": self.recurrent_kernel[...],
             "bias": None if self.bias is None else self.bias[...],
         }
-        outputs, state = type(self)._kernel(
-            params,
+
+    def _kernel_with_options(self) -> Callable[..., Any]:
+        """The kernel with this layer's cell options: `kernel(params, x, mask, **run_options)`."""
+        return functools.partial(type(self)._kernel, **self.cell_options)
+
+    def _run(
+        self, x: Any, mask: Any, initial_state: Any, zero_output_for_mask: bool
+    ) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+        """`(outputs (B, T, H), states)` with `states` a tuple: `(h,)` or LSTM's `(h, c)`."""
+        outputs, state = self._kernel_with_options()(
+            self._params(),
             x,
             mask,
             initial_state=initial_state,
             reverse=self.reverse,
             zero_output_for_mask=zero_output_for_mask,
             unroll=self.unroll,
-            **self.cell_options,
         )
-        return outputs, (tuple(state) if self._num_states == 2 else (state,))
+        return outputs, self._as_tuple(state)
+
+    def _as_tuple(self, state: Any) -> tuple[jax.Array, ...]:
+        return tuple(state) if self._num_states == 2 else (state,)
 
     def __call__(self, x: Any, mask: Any = None, *, initial_state: Any = None) -> Any:
         x, mask, was_masked = unpack(x, mask)
@@ -361,8 +371,7 @@ class Bidirectional(nnx.Module):
                 f"{type(initial_state).__name__}."
             )
         seq = self.return_sequences
-        out_f, states_f = self.forward_layer._run(x, mask, init_f, seq)
-        out_b, states_b = self.backward_layer._run(x, mask, init_b, seq)
+        (out_f, out_b), (states_f, states_b) = self._run_both(x, mask, (init_f, init_b), seq)
         if seq:
             y = merge_outputs(self.merge_mode, out_f, out_b)
             if was_masked:
@@ -371,6 +380,30 @@ class Bidirectional(nnx.Module):
             dtype = out_f.dtype
             y = merge_outputs(self.merge_mode, states_f[0].astype(dtype), states_b[0].astype(dtype))
         return (y, *states_f, *states_b) if self.forward_layer.return_state else y
+
+    def _run_both(
+        self, x: Any, mask: Any, initial_states: tuple[Any, Any], zero_output_for_mask: bool
+    ) -> tuple[tuple[jax.Array, jax.Array], tuple[tuple[jax.Array, ...], ...]]:
+        """Both layers' `(outputs, states)`: in one scan (`masking_jax.bidirectional`) when
+        they are the same kind of layer with the same options, else one after the other."""
+        layers = (self.forward_layer, self.backward_layer)
+        first, second = layers[::-1] if self.forward_layer.reverse else layers  # by direction
+        if type(first) is not type(second) or (first.cell_options, first.unroll) != (
+            second.cell_options, second.unroll
+        ):
+            runs = [layer._run(x, mask, s, zero_output_for_mask)
+                    for layer, s in zip(layers, initial_states, strict=True)]  # fmt: skip
+            return (runs[0][0], runs[1][0]), (runs[0][1], runs[1][1])
+        inits = initial_states[::-1] if self.forward_layer.reverse else initial_states
+        outputs, states = bidirectional(
+            first._kernel_with_options(), (first._params(), second._params()), x, mask,
+            merge_mode=None, initial_state=inits, zero_output_for_mask=zero_output_for_mask,
+            unroll=first.unroll,
+        )  # fmt: skip
+        states = tuple(first._as_tuple(s) for s in states)
+        if self.forward_layer.reverse:  # back to (forward_layer, backward_layer) order
+            outputs, states = outputs[::-1], states[::-1]
+        return outputs, states
 
     def compute_mask(self, x: Any, mask: Any = None) -> Any:
         """The mask of the main output (a pair for `merge_mode=None`), `None` without sequences."""
