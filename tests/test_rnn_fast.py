@@ -76,15 +76,21 @@ def run(driver, cell, params, x, mask, state, **options):
 
 
 def loss_and_grads(driver, cell, params, x, mask, state, **options):
-    rng = np.random.default_rng(1)
-    w_out = jnp.asarray(rng.standard_normal((*mask.shape, H)), jnp.float32)
+    w_out = jnp.asarray(np.random.default_rng(1).standard_normal((*mask.shape, H)), jnp.float32)
+    options = tuple(sorted(options.items()))
+    return _loss_and_grads(params, x, mask, state, w_out, driver=driver, cell=cell, options=options)
+
+
+@functools.partial(jax.jit, static_argnames=("driver", "cell", "options"))
+def _loss_and_grads(params, x, mask, state, w_out, *, driver, cell, options):
+    """One compiled program per shape and options: masks of every layout share it."""
 
     def loss(params, x, state):
-        outputs, final = run(driver, cell, params, x, mask, state, **options)
+        outputs, final = run(driver, cell, params, x, mask, state, **dict(options))
         final_sum = sum(jnp.sum(jnp.cos(s)) for s in jax.tree.leaves(final))
         return jnp.sum(jnp.sin(outputs) * w_out) + final_sum
 
-    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(params, x, state)
+    return jax.value_and_grad(loss, argnums=(0, 1, 2))(params, x, state)
 
 
 def assert_close(actual, expected, rtol=2e-5, atol=2e-5):
