@@ -20,9 +20,9 @@ How it runs:
    a direction axis and each step's matmuls are batched over it.
 3. The outputs at input positions (`_layout.outputs_at_inputs`): one gather.
 
-Under `jax.vmap` with a batched mask the chunk `switch` becomes a select over all
-its branches: results stay exact, but every branch runs (fold the vmapped axis into
-B where speed matters).
+Under `jax.vmap` with a batched mask each chunk's `lax.cond` becomes a select over
+both branches: results stay exact, but no chunk is skipped (fold the vmapped axis
+into B where speed matters).
 
 Shape legend: B batch, T time steps, D input features, H outputs per step,
 N chunks of K steps.
