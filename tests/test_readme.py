@@ -3,6 +3,9 @@
 import pathlib
 import re
 
+import jax
+import numpy as np
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
@@ -25,3 +28,16 @@ def test_example_runs_and_gives_what_it_says():
     assert namespace["logits"].shape == (2, 2)
     assert namespace["outputs"].shape == (2, 8, 16)
     assert namespace["lengths"].tolist() == [3, 1]
+
+
+def test_bring_your_own_cell_example_runs_and_skips_the_padding():
+    namespace = {}
+    with jax.numpy_rank_promotion("allow"):  # user code broadcasts (B, 4H) + (4H,) implicitly
+        exec(compile(_blocks("python")[1], "README own-cell example", "exec"), namespace)
+    step, params, x = namespace["peephole_step"], namespace["params"], namespace["x"]
+    assert namespace["outputs"].shape == (2, 5, 8)
+    state = (namespace["zeros"][1:], namespace["zeros"][1:])
+    with jax.numpy_rank_promotion("allow"):
+        for t in (1, 2):  # row 1's real steps, one by one
+            state, _ = step(params, state, x[1:, t])
+    np.testing.assert_allclose(namespace["h"][1], state[0][0], rtol=1e-6, atol=1e-6)
