@@ -11,4 +11,6 @@ Modules, one job each:
 - `targets`: the speed/memory targets of issue 5, read off the results.
 - `report`: the markdown table with ratios, the JSON file and the PNG plot.
 - `rnn_speed`: the command line that ties them together.
+- `compile_time`, `end_to_end`, `custom_cell`: stand-alone scripts for compile time,
+  the real training job with cold caches, and a user's own cell padded to T=512.
 """
