@@ -43,12 +43,12 @@ def lengths_mask(lengths, steps, layout, rng):
 
 
 # Lengths on chunk boundaries exactly (0, C, 2C, T), one off them, and a batch wide enough for
-# two row widths (`_skip.widths`), so row skipping changes width from chunk to chunk.
+# two blocks of rows (`_skip.blocking`), so chunks run on one block or on both.
 STEPS = 3 * CHUNK + 3  # not a multiple of the chunk: the last chunk is padded
 BOUNDARY_LENGTHS = [STEPS, 0, CHUNK, 2 * CHUNK, CHUNK - 1, CHUNK + 1, 1, 3 * CHUNK, 5, STEPS]
 BOUNDARY_LENGTHS += [2 * CHUNK + 1, 0, 4, 11, 3 * CHUNK - 1, 2, 7, 13, 19, 6]
 BOUNDARY_LENGTHS += [STEPS, 3 * CHUNK, 2 * CHUNK + 2] * 10  # B = 50: half the rows run longest
-assert len(_skip.widths(len(BOUNDARY_LENGTHS))) == 2
+assert _skip.blocking(len(BOUNDARY_LENGTHS)) == (2, 25)
 
 
 def run_fast(cell, params, x, mask, state, *, reverse, zero_output_for_mask, unroll):
@@ -101,33 +101,33 @@ def assert_close(actual, expected, rtol=2e-5, atol=2e-5):
     )
 
 
-def test_widths_policy():
-    assert _skip.widths(1) == (1,)
-    assert _skip.widths(32) == (32,)  # small batches: whole chunks are skipped, rows are not
-    assert _skip.widths(64) == (32, 64)
-    assert _skip.widths(50) == (32, 50)  # the half width is a multiple of 8
+def test_blocking_policy():
+    assert _skip.blocking(1) == (1, 1)
+    assert _skip.blocking(32) == (1, 32)  # small batches: whole chunks are skipped, rows are not
+    assert _skip.blocking(64) == (2, 32)
+    assert _skip.blocking(49) == (2, 25)  # the last block gets one empty row
     assert _skip.chunking(3) == (1, 3)
     assert _skip.chunking(STEPS) == (4, CHUNK)
 
 
 @pytest.mark.parametrize("reverse", [False, True])
-def test_each_chunk_runs_once_on_the_fewest_rows_that_hold_the_running_ones(reverse):
+def test_each_chunk_runs_once_on_each_block_that_holds_a_running_row(reverse):
     lengths = jnp.array(sorted(BOUNDARY_LENGTHS, reverse=True))
     n_chunks, chunk = _skip.chunking(STEPS)
+    blocks, width = _skip.blocking(len(lengths))
 
-    def chunk_fn(width, start, carry):
+    def chunk_fn(row, start, carry):
         seen, order = carry
-        return seen.at[start // chunk].add(width), order.at[start // chunk].set(order.max() + 1)
+        i = start // chunk
+        return seen.at[i, row // width].add(1), order.at[i].set(order.max() + 1)
 
     seen, order = _skip.skipping_loop(
-        chunk_fn, (jnp.zeros(n_chunks, int), jnp.zeros(n_chunks, int)), lengths, n_chunks, chunk,
-        reverse=reverse,
+        chunk_fn, (jnp.zeros((n_chunks, blocks), int), jnp.zeros(n_chunks, int)), lengths,
+        n_chunks, chunk, width, reverse=reverse,
     )  # fmt: skip
-    widths = _skip.widths(len(lengths))
     for i in range(n_chunks):
-        active = int(jnp.sum(lengths > i * chunk))
-        expected = 0 if active == 0 else min(w for w in widths if w >= active)
-        assert int(seen[i]) == expected
+        running = np.asarray(lengths > i * chunk).reshape(blocks, width).any(axis=1)
+        np.testing.assert_array_equal(np.asarray(seen[i]), running.astype(int))
     ran = [int(o) for o in order if o > 0]
     assert ran == (sorted(ran, reverse=True) if reverse else sorted(ran))  # in time order
 

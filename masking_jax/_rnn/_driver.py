@@ -13,8 +13,9 @@ How it runs:
 
 1. Compaction (`_layout`): each row's real steps, in processing order, to the front
    of a time-major array, zeros after, so every layout runs one post-padded loop.
-   With more than one chunk width (`_skip.widths`) the rows are also sorted longest
-   first, so the rows still running are always a prefix.
+   With more than one block of rows (`_skip.blocking`) the rows are also sorted
+   longest first, so the rows still running are always a prefix, and padded with
+   empty rows to whole blocks.
 2. The skipping scan with its custom VJP (`_vjp.compacted_scan`). Both directions
    of a bidirectional layer share it: they have the same lengths, so they stack on
    a direction axis and each step's matmuls are batched over it.
@@ -36,7 +37,7 @@ import jax.numpy as jnp
 
 from .._layout import Compaction, compacted_inputs, compaction, outputs_at_inputs
 from ._contract import Cell
-from ._skip import chunking, widths
+from ._skip import blocking, chunking
 from ._vjp import compacted_scan
 
 _STATIC = ("directions", "zero_output_for_mask", "unroll")
@@ -85,33 +86,38 @@ def run(
     mask = jax.lax.optimization_barrier(mask)
     compactions = [compaction(mask, reverse=r) for r in directions]
     lengths = compactions[0].lengths
-    if len(widths(batch)) > 1:  # rows longest first: the running rows are a prefix
+    blocks, width = blocking(batch)
+    if blocks > 1:  # rows longest first: the running rows are a prefix
         rows = jnp.argsort(-lengths, stable=True).astype(jnp.int32)
         where_row = jnp.argsort(rows).astype(jnp.int32)
     else:
         rows = where_row = jnp.arange(batch, dtype=jnp.int32)
+    extra_rows = blocks * width - batch  # empty rows that fill the last block
 
     n_chunks, chunk = chunking(steps)
 
     def chunked_inputs(c: Compaction) -> jax.Array:
         x_c = compacted_inputs(x, c, where_row)  # (T, B, D), rows sorted
-        return jnp.pad(x_c, ((0, n_chunks * chunk - steps), (0, 0), (0, 0)))  # (N*K, B, D)
+        return jnp.pad(x_c, ((0, n_chunks * chunk - steps), (0, extra_rows), (0, 0)))
 
-    def by_rows(tree: Any) -> Any:
-        return jax.tree.map(lambda a: a[rows], tree)
+    def by_rows(tree: Any) -> Any:  # sorted, and padded to whole blocks
+        return jax.tree.map(
+            lambda a: jnp.pad(a[rows], [(0, extra_rows)] + [(0, 0)] * (a.ndim - 1)), tree
+        )
 
     lead = len(directions) - 1  # 1: both directions on an axis before the rows
     x_c = [chunked_inputs(c) for c in compactions]
     state = [by_rows(s) for s in states]
     x_c, state, stacked_params = (
-        (_stack(x_c, axis=1), _stack(state), _stack(params))  # (N*K, 2, B, D), (2, B, ...)
+        (_stack(x_c, axis=1), _stack(state), _stack(params))  # (N*K, 2, M*W, D), (2, M*W, ...)
         if lead
         else (x_c[0], state[0], params[0])
     )
     inner_unroll = chunk if unroll is True else max(1, min(int(unroll), chunk))
     out_c, final = compacted_scan(
-        cell, inner_unroll, lead, stacked_params, x_c, lengths[rows], state
-    )
+        cell, inner_unroll, lead, stacked_params, x_c, jnp.pad(lengths[rows], (0, extra_rows)),
+        state,
+    )  # fmt: skip
 
     outputs, finals = [], []
     for d, c in enumerate(compactions):

@@ -2,23 +2,23 @@
 
 The rows are compacted (each row's real steps first) and sorted longest first, so
 row b runs `lengths[b]` steps and the rows still running at any step are a prefix
-of the batch. Time is cut into N chunks of K = `CHUNK` steps. Each chunk runs on the fewest rows of
-`widths(B)` that hold every row still running, or is skipped once no row is:
-padding to a global maxlen costs (almost) nothing, and finished rows stop costing
-where a narrower width pays.
+of the batch. Time is cut into N chunks of K = `CHUNK` steps, the rows into M
+blocks of W rows (`blocking`). Each chunk runs on the blocks that hold a running
+row, one block after the other, and is skipped once no row runs: padding to a
+global maxlen costs (almost) nothing, and finished blocks of rows stop costing.
 
-Every width is one more copy of the chunk body to compile, so `widths` is a policy
-of the static batch size: one width (skip whole chunks only) for small batches,
-where a step costs little more at full width than at half; two for larger ones.
+There is one chunk body to compile, for one block of W rows, whatever M is: a
+chunk runs it in a loop over its running blocks. `blocking` is a policy of the
+static batch size: one block for small batches, where a step costs little more
+on all rows than on half of them; two from `HALF_WIDTH_FROM` rows.
 
 Whatever a chunk computes lives in its carry (the state, and buffers of every step
 that it writes in place), so a skipped chunk costs one predicate and no copy.
 
-Shape legend: B batch (rows), N chunks of K steps. A tree's rows axis is
-`lead`: 0, or 1 behind a direction axis.
+Shape legend: B batch (rows), N chunks of K steps, M blocks of W rows (M * W >= B).
+A tree's rows axis is `lead`: 0, or 1 behind a direction axis.
 """
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -26,16 +26,13 @@ import jax
 import jax.numpy as jnp
 
 CHUNK = 8  # steps per skippable chunk
-HALF_WIDTH_FROM = 48  # batches at least this large may also run chunks on half the rows
-ROW_ALIGN = 8  # the half width is rounded up to a multiple of this
+HALF_WIDTH_FROM = 48  # batches at least this large run in two blocks of rows
 
 
-def widths(batch: int) -> tuple[int, ...]:
-    """The static row counts a chunk can run on, ascending; the last is B."""
-    if batch < HALF_WIDTH_FROM:
-        return (batch,)
-    half = -(-batch // 2 // ROW_ALIGN) * ROW_ALIGN
-    return (half, batch)
+def blocking(batch: int) -> tuple[int, int]:
+    """`(M, W)`: the blocks of rows a chunk can run on, and the rows in each."""
+    blocks = 1 if batch < HALF_WIDTH_FROM else 2
+    return blocks, -(-batch // blocks)
 
 
 def chunking(steps: int) -> tuple[int, int]:
@@ -44,7 +41,7 @@ def chunking(steps: int) -> tuple[int, int]:
     return -(-steps // chunk), chunk
 
 
-ChunkFn = Callable[[int, jax.Array, Any], Any]
+ChunkFn = Callable[[jax.Array, jax.Array, Any], Any]
 
 
 def skipping_loop(
@@ -53,60 +50,53 @@ def skipping_loop(
     lengths: jax.Array,
     n_chunks: int,
     chunk: int,
+    width: int,
     *,
     reverse: bool = False,
 ) -> Any:
-    """Runs `chunk_fn` over the chunks, each on the fewest rows that are still running.
+    """Runs `chunk_fn` over the chunks, each on the blocks of rows that still run.
 
-    Rows are sorted longest first, so the rows still running only ever get fewer:
-    every chunk that needs all B rows comes before every chunk that needs fewer.
-    Hence one loop per width (widest first; narrowest first with `reverse`), each
-    running its own chunks and skipping the others: one branch per `lax.cond`,
-    which XLA updates in place where a many-way `lax.switch` would copy the carry.
+    Rows are sorted longest first, so the blocks that hold a running row are a
+    prefix of the blocks: chunk i runs blocks `0 .. ceil(running / W) - 1`, none
+    once no row runs.
 
     Args:
-        chunk_fn: `chunk_fn(width, start, carry) -> carry` runs the chunk that starts
-            at compacted step `start` on the first `width` rows (static).
+        chunk_fn: `chunk_fn(row, start, carry) -> carry` runs the chunk that starts at
+            compacted step `start` on rows `row .. row + W - 1`.
         carry: everything the chunks read and write.
-        lengths: int `(B,)`, the steps each row runs, sorted longest first.
+        lengths: int `(M * W,)`, the steps each row runs, sorted longest first.
         n_chunks, chunk: N and K (`chunking`); chunk i starts at step `i * K`.
+        width: W, the rows of one block (`blocking`).
         reverse: run the chunks last to first.
 
     Returns:
         The carry after the last chunk run.
     """
-    sizes = widths(lengths.shape[0])
-    if n_chunks == 1 and len(sizes) == 1:  # nothing to choose: run it
-        return chunk_fn(sizes[0], jnp.int32(0), carry)
+    if n_chunks == 1 and lengths.shape[0] == width:  # nothing to choose: run it
+        return chunk_fn(jnp.int32(0), jnp.int32(0), carry)
     starts = jnp.arange(n_chunks, dtype=jnp.int32) * chunk
-    # (rows it takes more than, width), widest first: the order of time
-    phases = list(zip((0, *sizes[:-1]), sizes, strict=True))[::-1]
-    for fewest, width in phases[::-1] if reverse else phases:
 
-        def body(carry: Any, start: jax.Array, fewest: int = fewest, width: int = width):
-            active = jnp.sum(lengths > start, dtype=jnp.int32)  # the rows still running
-            mine = (active > fewest) & (active <= width)
-            run = functools.partial(chunk_fn, width, start)
-            return jax.lax.cond(mine, run, lambda carry: carry, carry), None
+    def body(carry: Any, start: jax.Array) -> tuple[Any, None]:
+        running = jnp.sum(lengths > start, dtype=jnp.int32)
+        blocks = (running + width - 1) // width
+        return jax.lax.fori_loop(
+            0, blocks, lambda block, carry: chunk_fn(block * width, start, carry), carry
+        ), None
 
-        carry = jax.lax.scan(body, carry, starts, reverse=reverse)[0]
-    return carry
+    return jax.lax.scan(body, carry, starts, reverse=reverse)[0]
 
 
-def take_rows(tree: Any, width: int, axis: int) -> Any:
-    """The first `width` rows (along `axis`) of every leaf."""
-    return jax.tree.map(lambda a: jax.lax.slice_in_dim(a, 0, width, axis=axis), tree)
+def take_rows(tree: Any, row: jax.Array, width: int, axis: int) -> Any:
+    """Rows `row .. row + width - 1` (along `axis`) of every leaf."""
+    return jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, row, width, axis=axis), tree)
 
 
-def put_rows(full: Any, part: Any, axis: int) -> Any:
-    """`full` with its first rows (along `axis`) replaced by `part`."""
-
-    def put(f: jax.Array, p: jax.Array) -> jax.Array:
-        if p.shape == f.shape:
-            return p
-        return jax.lax.dynamic_update_slice_in_dim(f, p.astype(f.dtype), 0, axis=axis)
-
-    return jax.tree.map(put, full, part)
+def put_rows(full: Any, part: Any, row: jax.Array, axis: int) -> Any:
+    """`full` with its rows from `row` on (along `axis`) replaced by `part`."""
+    return jax.tree.map(
+        lambda f, p: jax.lax.dynamic_update_slice_in_dim(f, p.astype(f.dtype), row, axis=axis),
+        full, part,
+    )  # fmt: skip
 
 
 def rows_where(keep: jax.Array, new: Any, old: Any, lead: int) -> Any:
@@ -119,19 +109,22 @@ def rows_where(keep: jax.Array, new: Any, old: Any, lead: int) -> Any:
     return jax.tree.map(select, new, old)
 
 
-def read_steps(buffers: Any, start: jax.Array, size: int, width: int, lead: int) -> Any:
-    """Steps `[start, start + size)` of `(T, ..., B, ...)` buffers, first `width` rows."""
+def read_steps(
+    buffers: Any, start: jax.Array, size: int, row: jax.Array, width: int, lead: int
+) -> Any:
+    """Steps `[start, start + size)`, rows `[row, row + width)` of `(T, ..., B, ...)` buffers."""
     return jax.tree.map(
-        lambda b: take_rows(jax.lax.dynamic_slice_in_dim(b, start, size), width, lead + 1),
+        lambda b: take_rows(jax.lax.dynamic_slice_in_dim(b, start, size), row, width, lead + 1),
         buffers,
     )
 
 
-def write_steps(buffers: Any, start: jax.Array, values: Any) -> Any:
-    """`(T, ..., B, ...)` buffers with `values` `(size, ..., w, ...)` written at step `start`."""
+def write_steps(buffers: Any, start: jax.Array, row: jax.Array, values: Any, lead: int) -> Any:
+    """`(T, ..., B, ...)` buffers with `values` `(size, ..., W, ...)` written at `(start, row)`."""
 
-    return jax.tree.map(
-        lambda b, v: jax.lax.dynamic_update_slice_in_dim(b, v.astype(b.dtype), start, axis=0),
-        buffers,
-        values,
-    )
+    def write(b: jax.Array, v: jax.Array) -> jax.Array:
+        index = [jnp.int32(0)] * b.ndim
+        index[0], index[lead + 1] = start, row
+        return jax.lax.dynamic_update_slice(b, v.astype(b.dtype), index)
+
+    return jax.tree.map(write, buffers, values)

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 
 from ._contract import Cell, GatedCell
 from ._skip import (
+    blocking,
     chunking,
     put_rows,
     read_steps,
@@ -192,31 +193,34 @@ def _forward(
     forward_step = _per_direction(functools.partial(tape.forward_step, cell), lead)
     steps = x_c.shape[0]
     n_chunks, chunk = chunking(steps)
+    _, width = blocking(lengths.shape[0])
     _, y, kept = jax.eval_shape(forward_step, prepared, state, x_c[0])
     # Every step's output (and residuals), written in place; rows a chunk skips stay 0.
     buffers = jax.tree.map(
         lambda s: jnp.zeros((steps, *s.shape), s.dtype), (y, kept) if keep else y
     )
 
-    def chunk_fn(width: int, start: jax.Array, carry: Any) -> Any:
-        lengths_w = lengths[:width]
+    def chunk_fn(row: jax.Array, start: jax.Array, carry: Any) -> Any:
+        lengths_w = jax.lax.dynamic_slice_in_dim(lengths, row, width)
 
         def step(i: jax.Array, carry: Any) -> Any:
             state, buffers = carry
             k = start + i
-            (x_t,) = read_steps(x_c, k, 1, width, lead)
+            (x_t,) = read_steps(x_c, k, 1, row, width, lead)
             new, y, kept = forward_step(prepared, state, x_t)
             new = rows_where(k < lengths_w, new, state, lead)  # finished rows hold
             written = jax.tree.map(lambda a: a[None], (y, kept) if keep else y)
-            return new, write_steps(buffers, k, written)
+            return new, write_steps(buffers, k, row, written, lead)
 
         state, buffers = carry
         state_w, buffers = jax.lax.fori_loop(
-            0, chunk, step, (take_rows(state, width, lead), buffers), unroll=unroll
+            0, chunk, step, (take_rows(state, row, width, lead), buffers), unroll=unroll
         )
-        return put_rows(state, state_w, lead), buffers
+        return put_rows(state, state_w, row, lead), buffers
 
-    state, buffers = skipping_loop(chunk_fn, (state, buffers), lengths, n_chunks, chunk)
+    state, buffers = skipping_loop(
+        chunk_fn, (state, buffers), lengths, n_chunks, chunk, width
+    )
     if keep:
         outputs, kept = buffers
         return (outputs, state), kept
@@ -232,8 +236,8 @@ def compacted_scan(
 
     `T` is a whole number of chunks (`_skip.chunking`).
 
-    Rows are sorted longest first; row b runs `lengths[b]` steps and then keeps its
-    state (its later outputs are zeros, never read).
+    Rows are sorted longest first, `M * W` of them (`_skip.blocking`); row b runs
+    `lengths[b]` steps and then keeps its state (its later outputs are never read).
     """
     return _forward(cell, unroll, lead, params, x_c, lengths, state, keep=False)[0]
 
@@ -259,12 +263,13 @@ def _compacted_scan_bwd(
         functools.partial(tape.backward_chunk, cell), lead, (0, 1, 1, 1, 0), (0, 1)
     )
     n_chunks, chunk = chunking(x_c.shape[0])
+    _, width = blocking(lengths.shape[0])
 
-    def chunk_fn(width: int, start: jax.Array, carry: Any) -> Any:
+    def chunk_fn(row: jax.Array, start: jax.Array, carry: Any) -> Any:
         d_state, d_params, d_x = carry
-        lengths_w = lengths[:width]
+        lengths_w = jax.lax.dynamic_slice_in_dim(lengths, row, width)
         x_chunk, kept_chunk, d_out_chunk = read_steps(
-            (x_c, kept, d_outputs), start, chunk, width, lead
+            (x_c, kept, d_outputs), start, chunk, row, width, lead
         )
 
         def step(carry: Any, inputs: Any) -> tuple[Any, Any]:
@@ -277,7 +282,7 @@ def _compacted_scan_bwd(
             d_prev = rows_where(running, d_before, d_state, lead)  # finished rows pass through
             return (d_prev, _add(d_acc, d_acc_t)), emitted
 
-        d_state_w = take_rows(d_state, width, lead)
+        d_state_w = take_rows(d_state, row, width, lead)
         first = _first(kept_chunk, x_chunk, d_out_chunk)
         acc0 = _zeros(jax.eval_shape(backward_step, prepared, first[0], first[1], d_state_w,
                                      first[2])[1])  # fmt: skip
@@ -287,12 +292,12 @@ def _compacted_scan_bwd(
             reverse=True, unroll=unroll,
         )  # fmt: skip
         d_params_chunk, d_x_chunk = backward_chunk(prepared, x_chunk, kept_chunk, emitted, d_acc)
-        d_x = write_steps(d_x, start, d_x_chunk)
-        return put_rows(d_state, d_state_w, lead), _add(d_params, d_params_chunk), d_x
+        d_x = write_steps(d_x, start, row, d_x_chunk, lead)
+        return put_rows(d_state, d_state_w, row, lead), _add(d_params, d_params_chunk), d_x
 
     d_state, d_params, d_x = skipping_loop(
         chunk_fn, (d_final, tape.gradient_zeros(params), jnp.zeros_like(x_c)), lengths,
-        n_chunks, chunk, reverse=True,
+        n_chunks, chunk, width, reverse=True,
     )  # fmt: skip
     return tape.cotangent(params, d_params), d_x, None, d_state
 
