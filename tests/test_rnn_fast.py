@@ -52,12 +52,11 @@ assert _skip.blocking(len(BOUNDARY_LENGTHS)) == (2, 25)
 
 
 def run_fast(cell, params, x, mask, state, *, reverse, zero_output_for_mask, unroll):
-    """`_driver.run` for one direction, with `run_cell_plain`'s signature."""
-    (outputs,), (final,) = _driver.run(
-        cell, (params,), x, mask, (state,), directions=(reverse,),
-        zero_output_for_mask=zero_output_for_mask, unroll=unroll,
+    """`_driver.run` with `run_cell_plain`'s signature."""
+    return _driver.run(
+        cell, params, x, mask, state, reverse=reverse, zero_output_for_mask=zero_output_for_mask,
+        unroll=unroll,
     )  # fmt: skip
-    return outputs, final
 
 
 def case(cell, mask, seed=0):

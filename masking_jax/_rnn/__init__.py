@@ -7,8 +7,8 @@ Modules, one job each (the compaction of any mask layout lives in `masking_jax/_
 - `_activations`: activation names (Keras spelling) to functions.
 - `_skip`: the chunked skipping skeleton that the forward and the backward pass share.
 - `_vjp`: the compacted scan and its custom VJP, per cell kind (its "tape").
-- `_driver`: `run`, the whole kernel after argument checks: compaction, the scan (one
-  or both directions), outputs back at input positions.
+- `_driver`: `run`, the whole kernel after argument checks: compaction, the scan,
+  outputs back at input positions.
 - `_cudnn`: the LSTM on cuDNN with the same masking rules (`use_cudnn=True`).
 - `_validate`: argument checks specific to the kernels.
 - `_kernels`: the public kernels `simple_rnn`, `lstm`, `gru` and `rnn` (any cell).
@@ -16,5 +16,5 @@ Modules, one job each (the compaction of any mask layout lives in `masking_jax/_
 - `_layers`: `bidirectional` and `stacked_rnn`, built from the kernels.
 
 Shape legend everywhere in the RNN code: B batch, T time steps, D input features,
-H hidden units (outputs per step), G gates, N chunks of K steps.
+H hidden units (outputs per step), G gates, N chunks of K steps, M blocks of W rows.
 """

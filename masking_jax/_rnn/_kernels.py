@@ -11,8 +11,6 @@ stay in the state dtype (float32 for bfloat16 `x`), so a continued sequence lose
 nothing. `rnn` runs a user's cell in the dtypes it is given.
 """
 
-import functools
-import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -40,82 +38,38 @@ Params = Any  # a mapping with keys "kernel", "recurrent_kernel", "bias" (Keras 
 
 
 def _checked(
-    cell: KerasCell, params: Params, x: jax.Array, initial_state: Any, suffix: str = ""
+    cell: KerasCell, params: Params, x: jax.Array, initial_state: Any
 ) -> tuple[dict[str, Any], Any]:
-    """`params` as arrays in the state dtype and the initial state, checked for `x`.
-
-    `suffix` names one direction's arguments in errors, e.g. "[1]" for `params[1]`.
-    """
-    params_name, state_name = f"params{suffix}", f"initial_state{suffix}"
-    arrays, hidden = check_params(cell, params, x.shape[-1], params_name)
-    dtype = state_dtype(x, arrays, params_name)
-    state = check_initial_state(cell, initial_state, x.shape[0], hidden, dtype, state_name)
+    """`params` as arrays in the state dtype and the initial state, checked for `x`."""
+    arrays, hidden = check_params(cell, params, x.shape[-1], "params")
+    dtype = state_dtype(x, arrays, "params")
+    state = check_initial_state(cell, initial_state, x.shape[0], hidden, dtype, "initial_state")
     arrays = {k: None if v is None else v.astype(dtype) for k, v in arrays.items()}
     return arrays, state
 
 
-def run_keras_cell(
-    cell: KerasCell,
-    params: tuple[Params, ...],
-    x: Any,
-    mask: Any,
-    initial_states: tuple[Any, ...],
-    *,
-    directions: tuple[bool, ...],
-    zero_output_for_mask: bool,
-    unroll: bool | int = False,
-    use_cudnn: bool = False,
-) -> tuple[tuple[jax.Array, ...], tuple[Any, ...]]:
-    """Checks the arguments and runs a Keras cell in each of `directions` (reverse or not).
-
-    Both directions of a bidirectional layer run in one scan when their params have
-    the same shapes (else one after the other). Returns `(outputs, final_states)`,
-    one per direction.
-    """
-    x = check_x(x)
-    mask = check_mask(mask, x)
-    zero_output_for_mask = check_bool(zero_output_for_mask, "zero_output_for_mask")
-    unroll = check_unroll(unroll)
-    suffixes = [f"[{i}]" for i in range(len(directions))] if len(directions) > 1 else [""]
-    checked = [
-        _checked(cell, p, x, s, suffix)
-        for p, s, suffix in zip(params, initial_states, suffixes, strict=True)
-    ]
-    arrays, states = tuple(a for a, _ in checked), tuple(s for _, s in checked)
-    dtype = jax.tree.leaves(states[0])[0].dtype
-    if check_bool(use_cudnn, "use_cudnn"):
-        check_cudnn(cell, dtype)
-        results = [
-            run_lstm_cudnn(p, x, mask, s, reverse=r, zero_output_for_mask=zero_output_for_mask)
-            for p, s, r in zip(arrays, states, directions, strict=True)
-        ]
-        return tuple(o for o, _ in results), tuple(s for _, s in results)
-    # One scan for both directions needs params of one shape (same H, both with bias).
-    signatures = {
-        (jax.tree.structure(p), tuple(a.shape for a in jax.tree.leaves(p))) for p in arrays
-    }
-    groups = [directions] if len(signatures) == 1 else [(r,) for r in directions]
-    outputs, finals = [], []
-    for i, group in enumerate(groups):
-        part = slice(None) if len(groups) == 1 else slice(i, i + 1)
-        out, final = run(
-            cell, arrays[part], x.astype(dtype), mask, states[part], directions=group,
-            zero_output_for_mask=zero_output_for_mask, unroll=unroll,
-        )  # fmt: skip
-        outputs += [o.astype(x.dtype) for o in out]
-        finals += list(final)
-    return tuple(outputs), tuple(finals)
-
-
 def _run_one(
     cell: KerasCell, params: Params, x: Any, mask: Any, initial_state: Any, *,
-    reverse: Any, **options: Any,
+    reverse: Any, zero_output_for_mask: Any, unroll: Any, use_cudnn: Any = False,
 ) -> tuple[jax.Array, Any]:  # fmt: skip
-    (outputs,), (final,) = run_keras_cell(
-        cell, (params,), x, mask, (initial_state,),
-        directions=(check_bool(reverse, "reverse"),), **options,
+    """Checks the arguments and runs a Keras cell: the scan, or cuDNN with `use_cudnn`."""
+    x = check_x(x)
+    mask = check_mask(mask, x)
+    reverse = check_bool(reverse, "reverse")
+    zero_output_for_mask = check_bool(zero_output_for_mask, "zero_output_for_mask")
+    unroll = check_unroll(unroll)
+    arrays, state = _checked(cell, params, x, initial_state)
+    dtype = jax.tree.leaves(state)[0].dtype
+    if check_bool(use_cudnn, "use_cudnn"):
+        check_cudnn(cell, dtype)
+        return run_lstm_cudnn(
+            arrays, x, mask, state, reverse=reverse, zero_output_for_mask=zero_output_for_mask
+        )
+    outputs, final = run(
+        cell, arrays, x.astype(dtype), mask, state, reverse=reverse,
+        zero_output_for_mask=zero_output_for_mask, unroll=unroll,
     )  # fmt: skip
-    return outputs, final
+    return outputs.astype(x.dtype), final
 
 
 def _simple_rnn_cell(activation: Activation = "tanh") -> SimpleRNNCell:
@@ -330,30 +284,6 @@ def gru(
     )  # fmt: skip
 
 
-_CELL_BUILDERS: dict[Callable[..., Any], Callable[..., KerasCell]] = {
-    simple_rnn: _simple_rnn_cell,
-    lstm: _lstm_cell,
-    gru: _gru_cell,
-}
-
-
-def keras_cell_of(kernel: Any, options: dict[str, Any]) -> tuple[KerasCell, dict[str, Any]] | None:
-    """The cell that `kernel(..., **options)` runs and the options left for the run.
-
-    `kernel` is `simple_rnn`, `lstm`, `gru` or a `functools.partial` of one with
-    keyword options; any other kernel gives `None`.
-    """
-    if isinstance(kernel, functools.partial) and not kernel.args:
-        options = {**kernel.keywords, **options}
-        kernel = kernel.func
-    builder = _CELL_BUILDERS.get(kernel)
-    if builder is None:
-        return None
-    names = inspect.signature(builder).parameters
-    cell = builder(**{k: v for k, v in options.items() if k in names})
-    return cell, {k: v for k, v in options.items() if k not in names}
-
-
 def rnn(
     step: Callable[[Any, Any, jax.Array], tuple[Any, jax.Array]],
     params: Any,
@@ -422,10 +352,8 @@ def rnn(
     params = check_pytree_params(params)
     state = check_pytree_state(initial_state, x.shape[0])
     check_step_output(step, params, state, x)
-    (outputs,), (final,) = run(
-        StepCell(step), (params,), x, mask, (state,),
-        directions=(check_bool(reverse, "reverse"),),
+    return run(
+        StepCell(step), params, x, mask, state, reverse=check_bool(reverse, "reverse"),
         zero_output_for_mask=check_bool(zero_output_for_mask, "zero_output_for_mask"),
         unroll=check_unroll(unroll),
     )  # fmt: skip
-    return outputs, final

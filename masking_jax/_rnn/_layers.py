@@ -3,8 +3,7 @@
 Both take a kernel (`simple_rnn`, `lstm`, `gru`, or anything with their signature
 `kernel(params, x, mask, *, initial_state, ...) -> (outputs, state)`) and stay pure
 functions of `(params, x, mask)`. `functools.partial(bidirectional, lstm)` has that
-signature too, so bidirectional layers stack. A built-in kernel runs both directions
-of `bidirectional` in one scan (half the loops to compile, batched matmuls).
+signature too, so bidirectional layers stack.
 
 Shape legend: B batch, T time steps, D input features, H hidden units.
 """
@@ -16,7 +15,6 @@ import jax
 import jax.numpy as jnp
 
 from .._checks import check_choice
-from ._kernels import keras_cell_of, run_keras_cell
 
 Kernel = Callable[..., tuple[Any, Any]]
 
@@ -97,17 +95,9 @@ def bidirectional(
         if initial_state is None
         else _check_pair(initial_state, "initial_state", "initial states")
     )
-    builtin = keras_cell_of(kernel, kernel_kwargs)
-    if builtin is not None and set(builtin[1]) <= {"unroll", "use_cudnn"}:
-        cell, options = builtin
-        (out_f, out_b), (state_f, state_b) = run_keras_cell(
-            cell, (params_f, params_b), x, mask, (state_f, state_b), directions=(False, True),
-            zero_output_for_mask=zero_output_for_mask, **options,
-        )  # fmt: skip
-    else:
-        kwargs = dict(kernel_kwargs, zero_output_for_mask=zero_output_for_mask)
-        out_f, state_f = kernel(params_f, x, mask, initial_state=state_f, reverse=False, **kwargs)
-        out_b, state_b = kernel(params_b, x, mask, initial_state=state_b, reverse=True, **kwargs)
+    kwargs = dict(kernel_kwargs, zero_output_for_mask=zero_output_for_mask)
+    out_f, state_f = kernel(params_f, x, mask, initial_state=state_f, reverse=False, **kwargs)
+    out_b, state_b = kernel(params_b, x, mask, initial_state=state_b, reverse=True, **kwargs)
     return merge_outputs(merge_mode, out_f, out_b), (state_f, state_b)
 
 

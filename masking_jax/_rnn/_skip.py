@@ -16,7 +16,6 @@ Whatever a chunk computes lives in its carry (the state, and buffers of every st
 that it writes in place), so a skipped chunk costs one predicate and no copy.
 
 Shape legend: B batch (rows), N chunks of K steps, M blocks of W rows (M * W >= B).
-A tree's rows axis is `lead`: 0, or 1 behind a direction axis.
 """
 
 from collections.abc import Callable
@@ -99,32 +98,25 @@ def put_rows(full: Any, part: Any, row: jax.Array, axis: int) -> Any:
     )  # fmt: skip
 
 
-def rows_where(keep: jax.Array, new: Any, old: Any, lead: int) -> Any:
-    """`new` where `keep` (bool, one per row) else `old`, leaf by leaf; rows at axis `lead`."""
-
-    def select(n: jax.Array, o: jax.Array) -> jax.Array:
-        shape = (1,) * lead + keep.shape + (1,) * (n.ndim - lead - 1)
-        return jnp.where(keep.reshape(shape), n, o)
-
-    return jax.tree.map(select, new, old)
-
-
-def read_steps(
-    buffers: Any, start: jax.Array, size: int, row: jax.Array, width: int, lead: int
-) -> Any:
-    """Steps `[start, start + size)`, rows `[row, row + width)` of `(T, ..., B, ...)` buffers."""
+def rows_where(keep: jax.Array, new: Any, old: Any) -> Any:
+    """`new` where `keep` (bool `(W,)`, one per row) else `old`, leaf by leaf `(W, ...)`."""
     return jax.tree.map(
-        lambda b: take_rows(jax.lax.dynamic_slice_in_dim(b, start, size), row, width, lead + 1),
-        buffers,
+        lambda n, o: jnp.where(keep.reshape(keep.shape + (1,) * (n.ndim - 1)), n, o), new, old
     )
 
 
-def write_steps(buffers: Any, start: jax.Array, row: jax.Array, values: Any, lead: int) -> Any:
-    """`(T, ..., B, ...)` buffers with `values` `(size, ..., W, ...)` written at `(start, row)`."""
+def read_steps(buffers: Any, start: jax.Array, size: int, row: jax.Array, width: int) -> Any:
+    """Steps `[start, start + size)`, rows `[row, row + width)` of `(T, B, ...)` buffers."""
+    return jax.tree.map(
+        lambda b: take_rows(jax.lax.dynamic_slice_in_dim(b, start, size), row, width, 1), buffers
+    )
+
+
+def write_steps(buffers: Any, start: jax.Array, row: jax.Array, values: Any) -> Any:
+    """`(T, B, ...)` buffers with `values` `(size, W, ...)` written at `(start, row)`."""
 
     def write(b: jax.Array, v: jax.Array) -> jax.Array:
-        index = [jnp.int32(0)] * b.ndim
-        index[0], index[lead + 1] = start, row
+        index = (start, row) + (jnp.int32(0),) * (b.ndim - 2)
         return jax.lax.dynamic_update_slice(b, v.astype(b.dtype), index)
 
     return jax.tree.map(write, buffers, values)

@@ -19,8 +19,6 @@ index is below its length. Reverse mode works to any order (the backward pass is
 itself differentiable); forward mode (`jax.jvp`) does not go through a custom VJP.
 
 Shape legend: N chunks of K steps, B batch, D input features, H outputs, T = N * K.
-With `lead=1` every leaf has a direction axis before B (a bidirectional layer's two
-directions in one scan), and the cell runs under `jax.vmap` over it.
 """
 
 import functools
@@ -178,19 +176,13 @@ def tape_of(cell: Cell) -> type[StepTape] | type[GatedTape]:
     return GatedTape if isinstance(cell, GatedCell) else StepTape
 
 
-def _per_direction(fn: Any, lead: int, in_axes: Any = 0, out_axes: Any = 0) -> Any:
-    """`fn` mapped over the direction axis (`in_axes`, `out_axes`) when `lead` is 1."""
-    return jax.vmap(fn, in_axes, out_axes) if lead else fn
-
-
 def _forward(
-    cell: Cell, unroll: int, lead: int, params: Any, x_c: Any, lengths: jax.Array, state: Any,
-    *, keep: bool,
-) -> tuple[tuple[jax.Array, Any], Any]:  # fmt: skip
+    cell: Cell, unroll: int, params: Any, x_c: Any, lengths: jax.Array, state: Any, *, keep: bool
+) -> tuple[tuple[jax.Array, Any], Any]:
     """The compacted forward scan; with `keep`, also what the backward pass needs."""
     tape = tape_of(cell)
-    prepared = _per_direction(functools.partial(tape.prepare, cell), lead)(params)
-    forward_step = _per_direction(functools.partial(tape.forward_step, cell), lead)
+    prepared = tape.prepare(cell, params)
+    forward_step = functools.partial(tape.forward_step, cell)
     steps = x_c.shape[0]
     n_chunks, chunk = chunking(steps)
     _, width = blocking(lengths.shape[0])
@@ -206,17 +198,17 @@ def _forward(
         def step(i: jax.Array, carry: Any) -> Any:
             state, buffers = carry
             k = start + i
-            (x_t,) = read_steps(x_c, k, 1, row, width, lead)
+            (x_t,) = read_steps(x_c, k, 1, row, width)
             new, y, kept = forward_step(prepared, state, x_t)
-            new = rows_where(k < lengths_w, new, state, lead)  # finished rows hold
+            new = rows_where(k < lengths_w, new, state)  # finished rows hold
             written = jax.tree.map(lambda a: a[None], (y, kept) if keep else y)
-            return new, write_steps(buffers, k, row, written, lead)
+            return new, write_steps(buffers, k, row, written)
 
         state, buffers = carry
         state_w, buffers = jax.lax.fori_loop(
-            0, chunk, step, (take_rows(state, row, width, lead), buffers), unroll=unroll
+            0, chunk, step, (take_rows(state, row, width, 0), buffers), unroll=unroll
         )
-        return put_rows(state, state_w, row, lead), buffers
+        return put_rows(state, state_w, row, 0), buffers
 
     state, buffers = skipping_loop(
         chunk_fn, (state, buffers), lengths, n_chunks, chunk, width
@@ -227,11 +219,10 @@ def _forward(
     return (buffers, state), None
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
 def compacted_scan(
-    cell: Cell, unroll: int, lead: int, params: Any, x_c: jax.Array, lengths: jax.Array,
-    state: Any,
-) -> tuple[jax.Array, Any]:  # fmt: skip
+    cell: Cell, unroll: int, params: Any, x_c: jax.Array, lengths: jax.Array, state: Any
+) -> tuple[jax.Array, Any]:
     """Outputs `(T, B, H)` and the final state of compacted rows `x_c` `(T, B, D)`.
 
     `T` is a whole number of chunks (`_skip.chunking`).
@@ -239,29 +230,25 @@ def compacted_scan(
     Rows are sorted longest first, `M * W` of them (`_skip.blocking`); row b runs
     `lengths[b]` steps and then keeps its state (its later outputs are never read).
     """
-    return _forward(cell, unroll, lead, params, x_c, lengths, state, keep=False)[0]
+    return _forward(cell, unroll, params, x_c, lengths, state, keep=False)[0]
 
 
 def _compacted_scan_fwd(
-    cell: Cell, unroll: int, lead: int, params: Any, x_c: jax.Array, lengths: jax.Array,
-    state: Any,
-) -> tuple[tuple[jax.Array, Any], Any]:  # fmt: skip
-    result, kept = _forward(cell, unroll, lead, params, x_c, lengths, state, keep=True)
+    cell: Cell, unroll: int, params: Any, x_c: jax.Array, lengths: jax.Array, state: Any
+) -> tuple[tuple[jax.Array, Any], Any]:
+    result, kept = _forward(cell, unroll, params, x_c, lengths, state, keep=True)
     return result, (params, x_c, lengths, kept)
 
 
 def _compacted_scan_bwd(
-    cell: Cell, unroll: int, lead: int, residuals: Any, cotangents: Any
+    cell: Cell, unroll: int, residuals: Any, cotangents: Any
 ) -> tuple[Any, jax.Array, None, Any]:
     params, x_c, lengths, kept = residuals
     d_outputs, d_final = cotangents
     tape = tape_of(cell)
-    prepared = _per_direction(functools.partial(tape.prepare, cell), lead)(params)
-    backward_step = _per_direction(functools.partial(tape.backward_step, cell), lead)
-    # Chunks are (K, 2, B, ...): their direction axis is 1.
-    backward_chunk = _per_direction(
-        functools.partial(tape.backward_chunk, cell), lead, (0, 1, 1, 1, 0), (0, 1)
-    )
+    prepared = tape.prepare(cell, params)
+    backward_step = functools.partial(tape.backward_step, cell)
+    backward_chunk = functools.partial(tape.backward_chunk, cell)
     n_chunks, chunk = chunking(x_c.shape[0])
     _, width = blocking(lengths.shape[0])
 
@@ -269,20 +256,20 @@ def _compacted_scan_bwd(
         d_state, d_params, d_x = carry
         lengths_w = jax.lax.dynamic_slice_in_dim(lengths, row, width)
         x_chunk, kept_chunk, d_out_chunk = read_steps(
-            (x_c, kept, d_outputs), start, chunk, row, width, lead
+            (x_c, kept, d_outputs), start, chunk, row, width
         )
 
         def step(carry: Any, inputs: Any) -> tuple[Any, Any]:
             d_state, d_acc = carry
             k, x_t, kept_t, d_y = inputs
             running = k < lengths_w
-            d_y = rows_where(running, d_y, _zeros(d_y), lead)
-            d_new = rows_where(running, d_state, _zeros(d_state), lead)
+            d_y = rows_where(running, d_y, _zeros(d_y))
+            d_new = rows_where(running, d_state, _zeros(d_state))
             d_before, d_acc_t, emitted = backward_step(prepared, kept_t, x_t, d_new, d_y)
-            d_prev = rows_where(running, d_before, d_state, lead)  # finished rows pass through
+            d_prev = rows_where(running, d_before, d_state)  # finished rows pass through
             return (d_prev, _add(d_acc, d_acc_t)), emitted
 
-        d_state_w = take_rows(d_state, row, width, lead)
+        d_state_w = take_rows(d_state, row, width, 0)
         first = _first(kept_chunk, x_chunk, d_out_chunk)
         acc0 = _zeros(jax.eval_shape(backward_step, prepared, first[0], first[1], d_state_w,
                                      first[2])[1])  # fmt: skip
@@ -292,8 +279,8 @@ def _compacted_scan_bwd(
             reverse=True, unroll=unroll,
         )  # fmt: skip
         d_params_chunk, d_x_chunk = backward_chunk(prepared, x_chunk, kept_chunk, emitted, d_acc)
-        d_x = write_steps(d_x, start, row, d_x_chunk, lead)
-        return put_rows(d_state, d_state_w, row, lead), _add(d_params, d_params_chunk), d_x
+        d_x = write_steps(d_x, start, row, d_x_chunk)
+        return put_rows(d_state, d_state_w, row, 0), _add(d_params, d_params_chunk), d_x
 
     d_state, d_params, d_x = skipping_loop(
         chunk_fn, (d_final, tape.gradient_zeros(params), jnp.zeros_like(x_c)), lengths,
