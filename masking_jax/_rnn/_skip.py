@@ -18,6 +18,7 @@ that it writes in place), so a skipped chunk costs one predicate and no copy.
 Shape legend: B batch (rows), N chunks of K steps, M blocks of W rows (M * W >= B).
 """
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -77,6 +78,9 @@ def skipping_loop(
 
     def body(carry: Any, start: jax.Array) -> tuple[Any, None]:
         running = jnp.sum(lengths > start, dtype=jnp.int32)
+        if lengths.shape[0] == width:  # one block: run it or skip it
+            run = functools.partial(chunk_fn, jnp.int32(0), start)
+            return jax.lax.cond(running > 0, run, lambda carry: carry, carry), None
         blocks = (running + width - 1) // width
         return jax.lax.fori_loop(
             0, blocks, lambda block, carry: chunk_fn(block * width, start, carry), carry
