@@ -175,6 +175,16 @@ def test_custom_vjp_matches_autodiff_of_the_plain_scan(cell, layout, reverse):
     assert_close(outputs, run(run_cell_plain, cell, params, x, mask, state, **options))
 
 
+def test_a_batch_that_does_not_fill_its_blocks_gets_empty_rows_that_change_nothing():
+    """B = 49: two blocks of 25 rows, the last row of the second block is padding."""
+    mask = lengths_mask(BOUNDARY_LENGTHS[:49], STEPS, "gappy", np.random.default_rng(5))
+    assert _skip.blocking(49) == (2, 25)
+    params, x, state = case("lstm", mask)
+    options = {"reverse": True, "zero_output_for_mask": True}
+    fast = loss_and_grads(run_fast, "lstm", params, x, mask, state, **options)
+    assert_close(fast, loss_and_grads(run_cell_plain, "lstm", params, x, mask, state, **options))
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_global_maxlen_padding_is_skipped_exactly(cell):
     """Data padded far past the longest row (every later chunk skipped) equals the same data

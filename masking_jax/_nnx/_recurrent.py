@@ -5,7 +5,6 @@ Shape legend: B batch, T time steps, D input features, H hidden units. A mask is
 and call the pure kernels of `masking_jax._rnn`; all the masking happens there.
 """
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +17,7 @@ from .._masks import Masked
 from .._rnn._activations import get_activation
 from .._rnn._init import init_gru_params, init_lstm_params, init_simple_rnn_params
 from .._rnn._kernels import gru, lstm, simple_rnn
-from .._rnn._layers import MERGE_MODES, bidirectional, merge_outputs
+from .._rnn._layers import MERGE_MODES, merge_outputs
 from ._protocol import unpack
 
 _ACTIVATION_OPTIONS = ("activation", "recurrent_activation")
@@ -96,15 +95,11 @@ class _RNN(nnx.Module):
             "bias": None if self.bias is None else self.bias[...],
         }
 
-    def _kernel_with_options(self) -> Callable[..., Any]:
-        """The kernel with this layer's cell options: `kernel(params, x, mask, **run_options)`."""
-        return functools.partial(type(self)._kernel, **self.cell_options)
-
     def _run(
         self, x: Any, mask: Any, initial_state: Any, zero_output_for_mask: bool
     ) -> tuple[jax.Array, tuple[jax.Array, ...]]:
         """`(outputs (B, T, H), states)` with `states` a tuple: `(h,)` or LSTM's `(h, c)`."""
-        outputs, state = self._kernel_with_options()(
+        outputs, state = type(self)._kernel(
             self._params(),
             x,
             mask,
@@ -112,6 +107,7 @@ class _RNN(nnx.Module):
             reverse=self.reverse,
             zero_output_for_mask=zero_output_for_mask,
             unroll=self.unroll,
+            **self.cell_options,
         )
         return outputs, self._as_tuple(state)
 
@@ -384,26 +380,11 @@ class Bidirectional(nnx.Module):
     def _run_both(
         self, x: Any, mask: Any, initial_states: tuple[Any, Any], zero_output_for_mask: bool
     ) -> tuple[tuple[jax.Array, jax.Array], tuple[tuple[jax.Array, ...], ...]]:
-        """Both layers' `(outputs, states)`: in one scan (`masking_jax.bidirectional`) when
-        they are the same kind of layer with the same options, else one after the other."""
+        """Both layers' `(outputs, states)`, each layer in its own direction."""
         layers = (self.forward_layer, self.backward_layer)
-        first, second = layers[::-1] if self.forward_layer.reverse else layers  # by direction
-        if type(first) is not type(second) or (first.cell_options, first.unroll) != (
-            second.cell_options, second.unroll
-        ):
-            runs = [layer._run(x, mask, s, zero_output_for_mask)
-                    for layer, s in zip(layers, initial_states, strict=True)]  # fmt: skip
-            return (runs[0][0], runs[1][0]), (runs[0][1], runs[1][1])
-        inits = initial_states[::-1] if self.forward_layer.reverse else initial_states
-        outputs, states = bidirectional(
-            first._kernel_with_options(), (first._params(), second._params()), x, mask,
-            merge_mode=None, initial_state=inits, zero_output_for_mask=zero_output_for_mask,
-            unroll=first.unroll,
-        )  # fmt: skip
-        states = tuple(first._as_tuple(s) for s in states)
-        if self.forward_layer.reverse:  # back to (forward_layer, backward_layer) order
-            outputs, states = outputs[::-1], states[::-1]
-        return outputs, states
+        runs = [layer._run(x, mask, s, zero_output_for_mask)
+                for layer, s in zip(layers, initial_states, strict=True)]  # fmt: skip
+        return (runs[0][0], runs[1][0]), (runs[0][1], runs[1][1])
 
     def compute_mask(self, x: Any, mask: Any = None) -> Any:
         """The mask of the main output (a pair for `merge_mode=None`), `None` without sequences."""
