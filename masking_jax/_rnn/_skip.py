@@ -8,7 +8,8 @@ row, one block after the other, and is skipped once no row runs: padding to a
 global maxlen costs (almost) nothing, and finished blocks of rows stop costing.
 
 There is one chunk body to compile, for one block of W rows, whatever M is: a
-chunk runs it in a loop over its running blocks. `blocking` is a policy of the
+chunk runs it in a loop over its running blocks (with one block, under a
+`lax.cond` that runs it or skips it). `blocking` is a policy of the
 static batch size: one block for small batches, where a step costs little more
 on all rows than on half of them; two from `HALF_WIDTH_FROM` rows.
 
