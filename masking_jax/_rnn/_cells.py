@@ -98,7 +98,7 @@ class LSTMCell(KerasCell):
     state_names = ("h", "c")
 
     def gate_math(
-        self, gate_params: Any, preact: tuple[jax.Array, ...], state: tuple[jax.Array, jax.Array]
+        self, gate_params: Any, preact: jax.Array, state: tuple[jax.Array, jax.Array]
     ) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
         _, c = state
         z_i, z_f, z_c, z_o = jnp.split(preact, 4, axis=-1)

@@ -75,8 +75,8 @@ class GatedCell(Cell):
     def preact(self, xp_t: jax.Array, hr_t: jax.Array) -> Any:
         """What the gate math needs of both matmuls; linear in `(xp_t, hr_t)`.
 
-        The sum `xp_t + hr_t` here. It is what the backward pass keeps per step, so
-        blocks of at most `(B, 2H)` keep each stored residual small.
+        The sum `xp_t + hr_t` here (`(B, G*H)`). It is what the backward pass keeps
+        per step, so a cell returns only what its gate math reads.
         """
         return xp_t + hr_t
 

@@ -81,16 +81,21 @@ def run(
     mask = jax.lax.optimization_barrier(mask)
     compacted = compaction(mask, reverse=reverse)
     blocks, width = blocking(batch)
-    if blocks > 1:  # rows longest first: the running rows are a prefix
+    sort_rows = blocks > 1  # rows longest first: the running rows are a prefix
+    if sort_rows:
         rows = jnp.argsort(-compacted.lengths, stable=True).astype(jnp.int32)
         where_row = jnp.argsort(rows).astype(jnp.int32)
     else:
-        rows = where_row = jnp.arange(batch, dtype=jnp.int32)
+        where_row = jnp.arange(batch, dtype=jnp.int32)
     extra_rows = blocks * width - batch  # empty rows that fill the last block
     n_chunks, chunk = chunking(steps)
 
     def by_rows(a: jax.Array) -> jax.Array:  # sorted, and padded to whole blocks
-        return jnp.pad(a[rows], [(0, extra_rows)] + [(0, 0)] * (a.ndim - 1))
+        a = a[rows] if sort_rows else a
+        return jnp.pad(a, [(0, extra_rows)] + [(0, 0)] * (a.ndim - 1))
+
+    def by_input_rows(a: jax.Array) -> jax.Array:  # back in input order
+        return a[where_row] if sort_rows else a  # one block: no empty rows
 
     x_c = compacted_inputs(x, compacted, where_row)  # (T, B, D), rows sorted
     x_c = jnp.pad(x_c, ((0, n_chunks * chunk - steps), (0, extra_rows), (0, 0)))  # (N*K, M*W, D)
@@ -102,4 +107,4 @@ def run(
         out_c, mask, compacted, initial_output,
         zero_output_for_mask=zero_output_for_mask, where_row=where_row,
     )  # fmt: skip
-    return outputs, jax.tree.map(lambda f: f[where_row], final)
+    return outputs, jax.tree.map(by_input_rows, final)

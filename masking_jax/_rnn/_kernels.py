@@ -41,9 +41,9 @@ def _checked(
     cell: KerasCell, params: Params, x: jax.Array, initial_state: Any
 ) -> tuple[dict[str, Any], Any]:
     """`params` as arrays in the state dtype and the initial state, checked for `x`."""
-    arrays, hidden = check_params(cell, params, x.shape[-1], "params")
-    dtype = state_dtype(x, arrays, "params")
-    state = check_initial_state(cell, initial_state, x.shape[0], hidden, dtype, "initial_state")
+    arrays, hidden = check_params(cell, params, x.shape[-1])
+    dtype = state_dtype(x, arrays)
+    state = check_initial_state(cell, initial_state, x.shape[0], hidden, dtype)
     arrays = {k: None if v is None else v.astype(dtype) for k, v in arrays.items()}
     return arrays, state
 

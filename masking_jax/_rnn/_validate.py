@@ -55,33 +55,31 @@ def check_mask(mask: Any, x: jax.Array) -> jax.Array:
     return jnp.broadcast_to(mask[..., 0], (batch, steps))
 
 
-def check_params(
-    cell: KerasCell, params: Any, in_features: int, name: str = "params"
-) -> tuple[dict[str, Any], int]:
+def check_params(cell: KerasCell, params: Any, in_features: int) -> tuple[dict[str, Any], int]:
     """Checks `params` against the Keras layout of `cell`; returns them as arrays and H."""
     layout = cell.legend()
     expected_keys = ", ".join(f"'{k}' {layout[k]}" for k in PARAM_KEYS)
     if not isinstance(params, Mapping):
         raise TypeError(
-            f"`{name}` for {cell.label} must be a mapping with keys {expected_keys} "
+            f"`params` for {cell.label} must be a mapping with keys {expected_keys} "
             f"(the Keras 3 layout); got {type(params).__name__}. From a Keras layer use "
             "`dict(zip(['kernel', 'recurrent_kernel', 'bias'], layer.get_weights()))`."
         )
     missing = [k for k in PARAM_KEYS if k not in params]
     if missing:
         raise ValueError(
-            f"`{name}` for {cell.label} is missing key(s) {', '.join(map(repr, missing))}; "
+            f"`params` for {cell.label} is missing key(s) {', '.join(map(repr, missing))}; "
             f"expected keys {expected_keys} (Keras 3 layout; 'bias' may be None for "
             f"use_bias=False). Got keys {sorted(params)}."
         )
     arrays = {
-        k: None if params[k] is None and k == "bias" else _as_array(params[k], f"{name}['{k}']")
+        k: None if params[k] is None and k == "bias" else _as_array(params[k], f"params['{k}']")
         for k in PARAM_KEYS
     }
     rec = arrays["recurrent_kernel"]
     if rec.ndim != 2:
         raise ValueError(
-            f"`{name}['recurrent_kernel']` must be 2-D {layout['recurrent_kernel']} for "
+            f"`params['recurrent_kernel']` must be 2-D {layout['recurrent_kernel']} for "
             f"{cell.label}; got shape {tuple(rec.shape)}."
         )
     hidden = rec.shape[0]
@@ -91,9 +89,9 @@ def check_params(
         if value is None or tuple(value.shape) == expected[key]:
             continue
         raise ValueError(
-            f"`{name}['{key}']` must have shape {layout[key]} = {expected[key]} for "
+            f"`params['{key}']` must have shape {layout[key]} = {expected[key]} for "
             f"{cell.label} with D={in_features} input features (x.shape[-1]) and H={hidden} "
-            f"hidden units ({name}['recurrent_kernel'].shape[0]); got {tuple(value.shape)}."
+            f"hidden units (params['recurrent_kernel'].shape[0]); got {tuple(value.shape)}."
             + cell.layout_hint(key, tuple(value.shape), hidden)
         )
     return arrays, hidden
@@ -108,7 +106,7 @@ def _as_array(value: Any, label: str) -> jax.Array:
     return value
 
 
-def state_dtype(x: jax.Array, params: Mapping[str, Any], name: str = "params") -> np.dtype:
+def state_dtype(x: jax.Array, params: Mapping[str, Any]) -> np.dtype:
     """The dtype the kernel computes and carries its state in.
 
     float32 for float32, bfloat16 and float16 inputs (low-precision inputs accumulate
@@ -123,7 +121,7 @@ def state_dtype(x: jax.Array, params: Mapping[str, Any], name: str = "params") -
             continue
         if jnp.promote_types(value.dtype, dtype) != dtype:
             raise TypeError(
-                f"`{name}['{key}']` has dtype {value.dtype}, wider than the {dtype} the "
+                f"`params['{key}']` has dtype {value.dtype}, wider than the {dtype} the "
                 f"kernel computes in for `x` of dtype {x.dtype}; cast the params to {dtype} "
                 f"(`jax.tree.map(lambda p: p.astype(jnp.{dtype}), params)`) or `x` to "
                 f"{value.dtype}."
@@ -132,12 +130,7 @@ def state_dtype(x: jax.Array, params: Mapping[str, Any], name: str = "params") -
 
 
 def check_initial_state(
-    cell: KerasCell,
-    initial_state: Any,
-    batch: int,
-    hidden: int,
-    dtype: Any,
-    name: str = "initial_state",
+    cell: KerasCell, initial_state: Any, batch: int, hidden: int, dtype: Any
 ) -> Any:
     """Returns the initial state in `dtype` (zeros for `None`), or raises for a bad one."""
     if initial_state is None:
@@ -146,22 +139,22 @@ def check_initial_state(
     if len(names) == 2:
         if not isinstance(initial_state, tuple | list) or len(initial_state) != 2:
             raise TypeError(
-                f"`{name}` for {cell.label} must be a pair (h, c) of (B, H) = "
+                f"`initial_state` for {cell.label} must be a pair (h, c) of (B, H) = "
                 f"({batch}, {hidden}) arrays; got {type(initial_state).__name__}."
             )
         parts = list(initial_state)
     elif isinstance(initial_state, tuple | list):  # Keras passes [h]
         if len(initial_state) != 1:
             raise TypeError(
-                f"`{name}` for {cell.label} must be one (B, H) = ({batch}, {hidden}) "
+                f"`initial_state` for {cell.label} must be one (B, H) = ({batch}, {hidden}) "
                 f"array h; got a sequence of {len(initial_state)}."
             )
         parts = list(initial_state)
     else:
         parts = [initial_state]
     states = []
-    for state_name, part in zip(names, parts, strict=True):
-        label = name if len(names) == 1 else f"{name} {state_name}"
+    for name, part in zip(names, parts, strict=True):
+        label = "initial_state" if len(names) == 1 else f"initial_state {name}"
         shape = tuple(np.shape(part))
         if shape != (batch, hidden):
             raise ValueError(
@@ -175,17 +168,17 @@ def check_initial_state(
     return tuple(states) if len(states) == 2 else states[0]
 
 
-def check_pytree_state(initial_state: Any, batch: int, name: str = "initial_state") -> Any:
+def check_pytree_state(initial_state: Any, batch: int) -> Any:
     """A user cell's initial state: a pytree of floating `(B, ...)` arrays, as arrays."""
     leaves, treedef = jax.tree.flatten(initial_state)
     if not leaves:
         raise TypeError(
-            f"`{name}` must be a pytree of (B, ...) arrays (e.g. h, or a tuple (h, c)); got "
+            f"`initial_state` must be a pytree of (B, ...) arrays (e.g. h, or a tuple (h, c)); got "
             f"{type(initial_state).__name__} with no arrays."
         )
     arrays = []
     for i, leaf in enumerate(leaves):
-        label = name if len(leaves) == 1 else f"{name} leaf {i}"
+        label = "initial_state" if len(leaves) == 1 else f"initial_state leaf {i}"
         leaf = leaf if isinstance(leaf, jax.Array) else jnp.asarray(leaf)
         if leaf.ndim < 1 or leaf.shape[0] != batch:
             raise ValueError(
@@ -198,7 +191,7 @@ def check_pytree_state(initial_state: Any, batch: int, name: str = "initial_stat
     return jax.tree.unflatten(treedef, arrays)
 
 
-def check_pytree_params(params: Any, name: str = "params") -> Any:
+def check_pytree_params(params: Any) -> Any:
     """A user cell's params: any pytree of arrays (static options go in `step`)."""
 
     def check(path: Any, leaf: Any) -> jax.Array:
@@ -208,7 +201,7 @@ def check_pytree_params(params: Any, name: str = "params") -> Any:
             return jnp.asarray(leaf)
         except TypeError:
             raise TypeError(
-                f"`{name}{jax.tree_util.keystr(path)}` must be an array; got "
+                f"`params{jax.tree_util.keystr(path)}` must be an array; got "
                 f"{type(leaf).__name__}. Pass static options to `step` instead, e.g. with "
                 "functools.partial."
             ) from None
