@@ -5,7 +5,7 @@ T time, D features, S key length.
 """
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
@@ -13,8 +13,22 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._checks import align_mask, as_bool_mask, check_choice, check_int, check_rank
+from ._checks import (
+    align_mask,
+    as_array,
+    as_bool_mask,
+    check_bool,
+    check_choice,
+    check_int,
+    check_rank,
+    fill_array,
+)
 from ._layout import inverse_permutation, take_steps, valid_first_order
+
+_IMMUTABLE = (
+    "a Masked is immutable: `{name}` cannot be reassigned or deleted, since data and mask "
+    "are checked together when it is built. Build a new one, e.g. `Masked(data, m.mask)`."
+)
 
 
 @jax.tree_util.register_pytree_node_class
@@ -30,6 +44,9 @@ class Masked:
     `jax.grad` differentiates only float leaves: take the gradient with respect to
     `masked.data` (or pass `allow_int=True`), since the mask is boolean.
 
+    A `Masked` is immutable (its data and mask are checked together when it is
+    built): to change one, build a new one, e.g. `Masked(new_data, m.mask)`.
+
     Examples:
       >>> x = Masked(jnp.ones((2, 3, 4)), jnp.array([[True, True, False], [True, False, False]]))
       >>> x
@@ -41,10 +58,22 @@ class Masked:
     __slots__ = ("data", "mask")
 
     def __init__(self, data: Any, mask: Any):
+        if isinstance(data, Masked):
+            raise TypeError("`data` of a Masked must be arrays; got a Masked (it has a mask).")
         data_leaves, data_tree = jax.tree.flatten(data)
         mask_leaves, mask_tree = jax.tree.flatten(mask)
         if not data_leaves:
             raise ValueError("`data` of a Masked must hold at least one array; got none.")
+        for leaf in data_leaves:
+            if not hasattr(leaf, "shape"):
+                raise TypeError(
+                    f"`data` of a Masked must be an array or a pytree of arrays; it holds "
+                    f"{type(leaf).__name__} {leaf!r}. A nested list is a pytree of Python "
+                    "scalars to JAX: pass `np.asarray(data)`."
+                )
+        if len(data_leaves) == 1 and data_tree.num_nodes == 1 and mask_tree.num_nodes > 1:
+            mask = as_bool_mask(mask, "mask")  # one mask given as a nested list
+            mask_leaves, mask_tree = [mask], jax.tree.structure(mask)
         if len(mask_leaves) == 1 and mask_tree.num_nodes == 1:
             mask_leaves = mask_leaves * len(data_leaves)
         elif mask_tree != data_tree:
@@ -55,8 +84,14 @@ class Masked:
             )
         for leaf, leaf_mask in zip(data_leaves, mask_leaves, strict=True):
             align_mask(leaf_mask, leaf, "mask", "data")
-        self.data = data
-        self.mask = mask
+        object.__setattr__(self, "data", data)
+        object.__setattr__(self, "mask", mask)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(_IMMUTABLE.format(name=name))
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(_IMMUTABLE.format(name=name))
 
     def tree_flatten(self):
         return (self.data, self.mask), None
@@ -65,7 +100,8 @@ class Masked:
     def tree_unflatten(cls, aux_data, children):
         del aux_data
         obj = object.__new__(cls)  # no checks: transformations pass placeholders through
-        obj.data, obj.mask = children
+        object.__setattr__(obj, "data", children[0])
+        object.__setattr__(obj, "mask", children[1])
         return obj
 
     def __repr__(self) -> str:
@@ -77,7 +113,12 @@ class Masked:
             f"mask={jax.tree.map(describe, self.mask)})"
 
     def filled(self, value: Any = 0) -> "Masked":
-        """Returns a copy whose padded positions hold `value` (padding is not read)."""
+        """Returns a copy whose padded positions hold `value` (padding is not read).
+
+        `value` is a scalar (or an array that broadcasts to each leaf, e.g. one value per
+        feature) that fits the dtype of the data: NaN or 0.5 for integer data, or 1000
+        for int8 data, raise `ValueError`.
+        """
         mask_tree = jax.tree.structure(self.mask)
         masks = (
             jax.tree.map(lambda _: self.mask, self.data)
@@ -85,7 +126,9 @@ class Masked:
             else self.mask
         )
         data = jax.tree.map(
-            lambda leaf, m: jnp.where(align_mask(m, leaf), leaf, jnp.asarray(value, leaf.dtype)),
+            lambda leaf, m: jnp.where(
+                align_mask(m, leaf), leaf, fill_array(value, leaf.dtype, leaf.shape, "value")
+            ),
             self.data,
             masks,
         )
@@ -93,9 +136,16 @@ class Masked:
 
 
 def _array_masked(x: Any, name: str = "x") -> tuple[jax.Array, jax.Array]:
-    """Unpacks a `Masked` with one array and a `(B, T)` mask, the input of time transforms."""
+    """Unpacks a `Masked` with one array and a `(B, T)` mask, the input of time transforms.
+
+    A mask with axes of size 1 (`(B, 1)`, `(1, T)`) comes back broadcast to the
+    data's `(B, T)`, so transforms that move steps see every step's own flag.
+    """
     if not isinstance(x, Masked):
-        raise TypeError(f"`{name}` must be a Masked; got {type(x).__name__}.")
+        raise TypeError(
+            f"`{name}` must be a Masked; got {type(x).__name__}."
+            + (" For data and a mask, pass `Masked(data, mask)`." if isinstance(x, tuple) else "")
+        )
     if not isinstance(x.data, jax.Array | np.ndarray):
         raise TypeError(
             f"`{name}.data` must be one array here; got {type(x.data).__name__}. "
@@ -103,7 +153,8 @@ def _array_masked(x: Any, name: str = "x") -> tuple[jax.Array, jax.Array]:
         )
     mask = as_bool_mask(x.mask, f"{name}.mask")
     check_rank(mask, f"{name}.mask", 2, "(B, T)")
-    return jnp.asarray(x.data), mask
+    data = jnp.asarray(x.data)
+    return data, jnp.broadcast_to(mask, data.shape[:2])
 
 
 def mask_from_value(x: Any, mask_value: Any = 0.0) -> jax.Array:
@@ -117,17 +168,25 @@ def mask_from_value(x: Any, mask_value: Any = 0.0) -> jax.Array:
       bool mask of shape `x.shape[:-1]`, `(B, T)` for `(B, T, D)` data: True where any
       feature differs from `mask_value`.
 
+    `mask_value` is a number or one value per feature `(D,)`. With `mask_value=nan`
+    a step whose features are all NaN is padding (Keras compares with `!=`, so NaN
+    there masks nothing).
+
     Examples:
       >>> mask_from_value(jnp.array([[[1.0, 0.0], [0.0, 0.0]]]))
       Array([[ True, False]], dtype=bool)
     """
-    if np.ndim(x) < 3:
+    x = as_array(x, "x")
+    if x.ndim < 3:
         raise ValueError(
             f"`x` must have a feature axis, shape (B, T, D); got shape {np.shape(x)}. "
             "For token ids of shape (B, T) use `mask_from_ids(ids, pad_id)`; for scalar "
             "steps add the feature axis with `x[..., None]`."
         )
-    return jnp.any(jnp.asarray(x) != mask_value, axis=-1)
+    value = fill_array(mask_value, x.dtype, x.shape, "mask_value")
+    same = (x == value) | (jnp.isnan(x) & jnp.isnan(value)) if jnp.issubdtype(
+        x.dtype, jnp.inexact) else x == value
+    return ~jnp.all(same, axis=-1)
 
 
 def masking(x: Any, mask_value: Any = 0.0) -> Masked:
@@ -156,34 +215,65 @@ def mask_from_ids(ids: Any, pad_id: int = 0) -> jax.Array:
       >>> mask_from_ids(jnp.array([[5, 3, 0, 0]]))
       Array([[ True,  True, False, False]], dtype=bool)
     """
-    dtype = getattr(ids, "dtype", None) or np.asarray(ids).dtype
-    if not np.issubdtype(dtype, np.integer):
-        raise TypeError(f"`ids` must be integer token ids; got dtype {dtype}.")
-    return jnp.asarray(ids) != pad_id
+    ids = as_array(ids, "ids")
+    if not jnp.issubdtype(ids.dtype, jnp.integer):
+        raise TypeError(f"`ids` must be integer token ids; got dtype {ids.dtype}.")
+    if isinstance(pad_id, jax.core.Tracer):
+        if not jnp.issubdtype(pad_id.dtype, jnp.integer) or pad_id.ndim:
+            raise TypeError(
+                f"`pad_id` must be an integer scalar; got {pad_id.dtype}{pad_id.shape}."
+            )
+    else:
+        pad_id = check_int(pad_id, "pad_id", minimum=int(jnp.iinfo(ids.dtype).min),
+                           maximum=int(jnp.iinfo(ids.dtype).max))
+    return ids != pad_id
 
 
-def _present_masks(masks: Sequence[Any]) -> tuple[list[jax.Array], jax.Array | None]:
-    """The masks that are not None, checked against the widest of them (returned too)."""
-    present = [as_bool_mask(m, f"masks[{i}]") for i, m in enumerate(masks) if m is not None]
+def combine_masks(
+    op: Any, masks: Sequence[Any], names: Sequence[str]
+) -> tuple[jax.Array | None, int]:
+    """Combines the masks that are not None with `op` (`jnp.logical_and` / `_or`).
+
+    Masks align on their leading axes; axes of size 1 broadcast, so a `(B, 1)` and a
+    `(1, T)` mask give `(B, T)`. Errors name each mask by its entry in `names`
+    (the caller's argument names). Returns the combination (None when every mask
+    is None) and how many masks were present.
+    """
+    present = [(as_bool_mask(m, n), n) for m, n in zip(masks, names, strict=True) if m is not None]
     if not present:
-        return [], None
-    widest = max(present, key=lambda m: (m.ndim, m.size))  # (B, T) over (B, 1), in any order
-    return [align_mask(m, widest, f"masks[{i}]", "the widest mask") for i, m in
-            enumerate(present)], widest
+        return None, 0
+    ndim = max(m.ndim for m, _ in present)
+    shapes = [tuple(m.shape) + (1,) * (ndim - m.ndim) for m, _ in present]
+    try:
+        shape = np.broadcast_shapes(*shapes)
+    except ValueError:
+        listed = ", ".join(f"`{n}` {tuple(m.shape)}" for m, n in present)
+        raise ValueError(
+            f"masks to combine must align on their leading (batch, time, ...) axes, each "
+            f"axis equal or 1; got {listed}."
+        ) from None
+    aligned = [jnp.broadcast_to(m.reshape(s), shape) for (m, _), s in zip(present, shapes,
+                                                                          strict=True)]
+    return functools.reduce(op, aligned), len(present)
+
+
+def _mask_names(masks: Sequence[Any]) -> list[str]:
+    return [f"masks[{i}]" for i in range(len(masks))]
 
 
 def mask_and(*masks: Any) -> jax.Array | None:
     """Logical AND of masks; `None` (no mask) counts as all-True and is skipped.
 
-    Masks may differ in rank: each must cover the leading axes of the widest.
-    Returns `None` when every mask is `None`.
+    Masks may differ in rank: they align on their leading axes, and axes of size 1
+    broadcast (a `(B, 1)` and a `(1, T)` mask give `(B, T)`). Returns `None` when
+    every mask is `None`.
 
     Examples:
       >>> mask_and(jnp.array([True, True, False]), None, jnp.array([True, False, False]))
       Array([ True, False, False], dtype=bool)
     """
-    present, widest = _present_masks(masks)
-    return None if widest is None else functools.reduce(jnp.logical_and, present, widest)
+    combined, _ = combine_masks(jnp.logical_and, masks, _mask_names(masks))
+    return combined
 
 
 def mask_or(*masks: Any) -> jax.Array | None:
@@ -195,14 +285,41 @@ def mask_or(*masks: Any) -> jax.Array | None:
       >>> mask_or(jnp.array([True, False, False]), jnp.array([False, False, True]))
       Array([ True, False,  True], dtype=bool)
     """
-    present, widest = _present_masks(masks)
-    if widest is None or len(present) < len(masks):
-        return None if widest is None else jnp.ones(widest.shape, bool)
-    return functools.reduce(jnp.logical_or, present, jnp.zeros(widest.shape, bool))
+    combined, present = combine_masks(jnp.logical_or, masks, _mask_names(masks))
+    if combined is not None and present < len(masks):
+        return jnp.ones(combined.shape, bool)
+    return combined
+
+
+def _split_points(indices_or_sections: Any, steps: int) -> list[int]:
+    """The `jnp.split` argument for `steps` time steps as checked split points."""
+    name = "indices_or_sections"
+    if isinstance(indices_or_sections, Sequence | np.ndarray | jax.Array) and np.ndim(
+        indices_or_sections
+    ):
+        points = [check_int(i, f"{name}[{k}]") for k, i in enumerate(indices_or_sections)]
+        if points != sorted(points) or (points and points[-1] > steps):
+            raise ValueError(
+                f"`{name}` as split points must be increasing and within the T={steps} time "
+                f"steps; got {points}."
+            )
+        return points
+    sections = check_int(indices_or_sections, name, minimum=1)
+    if steps % sections:
+        raise ValueError(
+            f"`{name}`={sections} must divide the T={steps} time steps into equal parts; "
+            "pass split points (a list of step indices) for unequal parts."
+        )
+    return [steps // sections * k for k in range(1, sections)]
 
 
 def split_time(x: Masked, indices_or_sections: int | Sequence[int]) -> list[Masked]:
     """Splits data and mask along time (the guide's `TemporalSplit`), like `jnp.split` on axis 1.
+
+    Args:
+      x: a `Masked` with data `(B, T, ...)` and mask `(B, T)` (axes of size 1 broadcast).
+      indices_or_sections: a number of equal parts that divides T, or increasing
+        split points (step indices in `[0, T]`).
 
     Examples:
       >>> parts = split_time(Masked(jnp.zeros((1, 4)), jnp.array([[True, True, True, False]])), 2)
@@ -210,18 +327,31 @@ def split_time(x: Masked, indices_or_sections: int | Sequence[int]) -> list[Mask
       [Array([[ True,  True]], dtype=bool), Array([[ True, False]], dtype=bool)]
     """
     data, mask = _array_masked(x)
+    points = _split_points(indices_or_sections, data.shape[1])
     return [
         Masked(d, m)
         for d, m in zip(
-            jnp.split(data, indices_or_sections, axis=1),
-            jnp.split(mask, indices_or_sections, axis=1),
-            strict=True,
+            jnp.split(data, points, axis=1), jnp.split(mask, points, axis=1), strict=True
         )
     ]
 
 
-def _concat_inputs(items: Sequence[Any]) -> tuple[list[jax.Array], list[jax.Array]]:
-    """Data and masks of `items`; a plain array has no mask, which counts as all-True."""
+def _concat_inputs(
+    items: Sequence[Any], axis: int, min_ndim: int, layout: str
+) -> tuple[list[jax.Array], list[jax.Array]]:
+    """Data and masks `(B, T)` of `items`, checked to concatenate along `axis`.
+
+    A plain array has no mask, which counts as all-True. Every item needs at least
+    `min_ndim` axes (`layout` names them), one rank, and equal sizes on every axis
+    but `axis`.
+    """
+    if isinstance(items, Masked) or not isinstance(items, Sequence | Iterator):
+        raise TypeError(
+            "`items` must be a list of Masked or arrays; got "
+            f"{type(items).__name__}" + (": wrap one in a list, `[x]`." if isinstance(
+                items, Masked | jax.Array | np.ndarray) else ".")
+        )
+    items = list(items)
     if not items:
         raise ValueError("`items` must hold at least one Masked or array; got none.")
     datas, masks = [], []
@@ -229,10 +359,17 @@ def _concat_inputs(items: Sequence[Any]) -> tuple[list[jax.Array], list[jax.Arra
         if isinstance(item, Masked):
             data, mask = _array_masked(item, f"items[{i}]")
         else:
-            data = jnp.asarray(item)
-            if data.ndim < 2:
-                raise ValueError(f"`items[{i}]` must be (B, T, ...); got shape {data.shape}.")
-            mask = jnp.ones(data.shape[:2], bool)
+            data = as_array(item, f"items[{i}]")
+            mask = jnp.ones(data.shape[:2], bool) if data.ndim >= 2 else None
+        if data.ndim < min_ndim:
+            raise ValueError(f"`items[{i}]` must be {layout}; got shape {data.shape}.")
+        other = tuple(np.delete(datas[0].shape, axis)) if datas else None
+        if datas and (data.ndim != datas[0].ndim or tuple(np.delete(data.shape, axis)) != other):
+            raise ValueError(
+                f"`items[{i}]` of shape {data.shape} does not fit `items[0]` of shape "
+                f"{datas[0].shape}: items need one rank and equal sizes on every axis but "
+                f"the one they are concatenated along (axis {axis})."
+            )
         datas.append(data)
         masks.append(mask)
     return datas, masks
@@ -241,12 +378,16 @@ def _concat_inputs(items: Sequence[Any]) -> tuple[list[jax.Array], list[jax.Arra
 def concat_time(items: Sequence[Any]) -> Masked:
     """Concatenates along time; an item without a mask (a plain array) counts as all real.
 
+    Args:
+      items: a list of `Masked` (mask `(B, T_i)`, axes of size 1 broadcast) or arrays
+        `(B, T_i, ...)`, equal in every axis but time.
+
     Examples:
       >>> a = Masked(jnp.ones((1, 2, 3)), jnp.array([[True, False]]))
       >>> concat_time([a, jnp.zeros((1, 1, 3))]).mask
       Array([[ True, False,  True]], dtype=bool)
     """
-    datas, masks = _concat_inputs(items)
+    datas, masks = _concat_inputs(items, 1, 2, "(B, T, ...)")
     return Masked(jnp.concatenate(datas, axis=1), jnp.concatenate(masks, axis=1))
 
 
@@ -254,7 +395,8 @@ def concat_features(items: Sequence[Any]) -> Masked:
     """Concatenates along the last axis with the Keras `Concatenate` mask rule.
 
     A step is real when it is real in any input; an input without a mask (a plain
-    array) counts as all real, so then every step is real.
+    array) counts as all real, so then every step is real. Items are `Masked` or
+    arrays `(B, T, D_i)`, equal in every axis but the last.
 
     Examples:
       >>> a = Masked(jnp.ones((1, 2, 3)), jnp.array([[True, False]]))
@@ -262,7 +404,7 @@ def concat_features(items: Sequence[Any]) -> Masked:
       >>> concat_features([a, b]).data.shape, concat_features([a, b]).mask
       ((1, 2, 4), Array([[ True, False]], dtype=bool))
     """
-    datas, masks = _concat_inputs(items)
+    datas, masks = _concat_inputs(items, -1, 3, "(B, T, D), with a feature axis to join")
     return Masked(jnp.concatenate(datas, axis=-1), mask_or(*masks))
 
 
@@ -310,6 +452,10 @@ def compact(x: Masked) -> tuple[Masked, jax.Array]:
 def uncompact(x: Masked, order: jax.Array) -> Masked:
     """Undoes `compact`: puts every step back at its old position.
 
+    `order` is checked to be a permutation of each row when it is concrete; under
+    `jax.jit` it cannot be, and a step that a bad `order` misses holds the
+    compacted row's first step.
+
     Examples:
       >>> x = Masked(jnp.array([[0, 1, 0, 2]]), jnp.array([[False, True, False, True]]))
       >>> back = uncompact(*compact(x))
@@ -317,12 +463,19 @@ def uncompact(x: Masked, order: jax.Array) -> Masked:
       (Array([[0, 1, 0, 2]], dtype=int32), Array([[False,  True, False,  True]], dtype=bool))
     """
     data, mask = _array_masked(x)
-    order = jnp.asarray(order)
+    order = as_array(order, "order")
     if order.shape != mask.shape or not jnp.issubdtype(order.dtype, jnp.integer):
         raise ValueError(
             f"`order` must be the integer (B, T) array that `compact` returned, of shape "
             f"{mask.shape}; got {order.dtype} of shape {order.shape}."
         )
+    if not isinstance(order, jax.core.Tracer):
+        steps = np.arange(mask.shape[1])
+        if not np.all(np.sort(np.asarray(order), axis=1) == steps):
+            raise ValueError(
+                "`order` must hold a permutation of the time steps 0..T-1 in each row, as "
+                "`compact` returns it; got rows that repeat or miss steps."
+            )
     inverse = inverse_permutation(order.astype(jnp.int32))
     return Masked(take_steps(data, inverse), take_steps(mask, inverse))
 
@@ -345,7 +498,8 @@ def window_mask(
     XLA's "same" padding depends on the padded length.)
 
     Args:
-      mask: bool `(B, T)`, True = real step.
+      mask: bool `(B, T)`, True = real step; the full mask, since its time axis is
+        the input length (broadcast a `(B, 1)` mask to `(B, T)` first).
       kernel_size, strides, dilation: the window's static sizes.
       padding: "valid" or "same", as in the layer.
 
@@ -379,9 +533,11 @@ def attention_mask(
     the rule of Keras `MultiHeadAttention`.
 
     Args:
-      query_mask: bool `(B, T)`, True = real step.
-      key_mask: bool `(B, S)`; `None` reuses `query_mask` (self-attention).
-      causal: also forbid attending to later steps.
+      query_mask: bool `(B, T)`, True = real step (the full mask: T is read from it).
+      key_mask: bool `(B, S)`; `None` reuses `query_mask` (self-attention). A batch
+        axis of size 1 broadcasts.
+      causal: also forbid attending to later steps (a Python bool: it changes the
+        computation, so it cannot be traced).
 
     Returns:
       bool `(B, 1, T, S)`: pass as `mask=` to `jax.nn.dot_product_attention` (which
@@ -397,14 +553,17 @@ def attention_mask(
              [ True,  True, False],
              [False, False, False]], dtype=bool)
     """
+    causal = check_bool(causal, "causal")
     query_mask = as_bool_mask(query_mask, "query_mask")
     check_rank(query_mask, "query_mask", 2, "(B, T)")
     key_mask = query_mask if key_mask is None else as_bool_mask(key_mask, "key_mask")
     check_rank(key_mask, "key_mask", 2, "(B, S)")
-    if key_mask.shape[0] != query_mask.shape[0]:
+    if 1 not in (key_mask.shape[0], query_mask.shape[0]) and (
+        key_mask.shape[0] != query_mask.shape[0]
+    ):
         raise ValueError(
-            f"`key_mask` batch size must match `query_mask`'s ({query_mask.shape[0]}); "
-            f"got shape {key_mask.shape}."
+            f"`key_mask` batch size must match `query_mask`'s ({query_mask.shape[0]}) or be "
+            f"1; got shape {key_mask.shape}."
         )
     allowed = query_mask[:, :, None] & key_mask[:, None, :]
     if causal:

@@ -4,6 +4,13 @@ Each op fills padded positions with a neutral value before any arithmetic and
 selects after ("double where"), so NaN or inf in the padding never reaches a
 result or a gradient. Masks are boolean, True = real step, and cover the
 leading axes of `x` (a `(B, T)` mask for `(B, T, D)` data).
+
+Arguments are checked at trace time: `x` is a numeric array (lists work; a
+`Masked` does not: pass `m.data, m.mask`), `axis` a static int, a sequence of
+ints or `None` (every axis), `keepdims` a Python bool. Sums, means, variances and
+standard deviations take boolean and complex `x` as numpy does (a complex
+variance is the mean of `|x - mean|**2`, real); max, min and softmax need an
+ordered (real) dtype.
 """
 
 from collections.abc import Sequence
@@ -12,16 +19,23 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ._checks import align_mask, check_axis
+from ._checks import align_mask, as_array, check_axis, check_bool, check_int, fill_array
 
-Axis = int | Sequence[int]
+Axis = int | Sequence[int] | None
 
 
-def _prepare(x: Any, mask: Any, axis: Axis) -> tuple[jax.Array, jax.Array, tuple[int, ...]]:
+def _prepare(
+    x: Any, mask: Any, axis: Axis, *, complex_ok: bool = True
+) -> tuple[jax.Array, jax.Array, tuple[int, ...]]:
     """Returns x as an array, the mask broadcast to x's shape, and the normalised axes."""
-    x = jnp.asarray(x)
+    x = as_array(x, "x", complex_ok=complex_ok)
     mask = jnp.broadcast_to(align_mask(mask, x), x.shape)
     return x, mask, check_axis(axis, x.ndim)
+
+
+def abs_squared(x: jax.Array) -> jax.Array:
+    """`|x|**2`, real: `x * x`, or `re(x conj(x))` for complex `x`."""
+    return (x * jnp.conj(x)).real if jnp.iscomplexobj(x) else x * x
 
 
 def masked_softmax(x: Any, mask: Any, axis: Axis = -1) -> jax.Array:
@@ -39,7 +53,7 @@ def masked_softmax(x: Any, mask: Any, axis: Axis = -1) -> jax.Array:
       >>> masked_softmax(jnp.array([[1.0, 1.0, jnp.nan]]), jnp.array([[True, True, False]]))
       Array([[0.5, 0.5, 0. ]], dtype=float32)
     """
-    x, mask, axes = _prepare(x, mask, axis)
+    x, mask, axes = _prepare(x, mask, axis, complex_ok=False)
     return jax.nn.softmax(x, axis=axes, where=mask)
 
 
@@ -51,7 +65,7 @@ def masked_count(x: Any, mask: Any, axis: Axis = 1, keepdims: bool = False) -> j
       Array([[2, 2]], dtype=int32)
     """
     _, mask, axes = _prepare(x, mask, axis)
-    return jnp.sum(mask, axis=axes, keepdims=keepdims, dtype=jnp.int32)
+    return jnp.sum(mask, axis=axes, keepdims=check_bool(keepdims, "keepdims"), dtype=jnp.int32)
 
 
 def masked_sum(x: Any, mask: Any, axis: Axis = 1, keepdims: bool = False) -> jax.Array:
@@ -71,7 +85,7 @@ def masked_sum(x: Any, mask: Any, axis: Axis = 1, keepdims: bool = False) -> jax
       Array([3.], dtype=float32)
     """
     x, mask, axes = _prepare(x, mask, axis)
-    return jnp.sum(jnp.where(mask, x, 0), axis=axes, keepdims=keepdims)
+    return jnp.sum(jnp.where(mask, x, 0), axis=axes, keepdims=check_bool(keepdims, "keepdims"))
 
 
 def masked_mean(x: Any, mask: Any, axis: Axis = 1, keepdims: bool = False) -> jax.Array:
@@ -84,7 +98,7 @@ def masked_mean(x: Any, mask: Any, axis: Axis = 1, keepdims: bool = False) -> ja
       >>> masked_mean(jnp.array([[1.0, 2.0, jnp.nan]]), jnp.array([[True, True, False]]))
       Array([1.5], dtype=float32)
     """
-    x = jnp.asarray(x)
+    x = as_array(x, "x")
     dtype = jnp.result_type(x.dtype, float)  # ints give the default float; bfloat16 stays
     accumulate = jnp.promote_types(dtype, jnp.float32)
     total = masked_sum(x.astype(accumulate), mask, axis, keepdims)
@@ -94,18 +108,24 @@ def masked_mean(x: Any, mask: Any, axis: Axis = 1, keepdims: bool = False) -> ja
 
 def _masked_extreme(reduce, identity, x, mask, axis, keepdims, fill_value):
     """Shared body of masked max and min: `identity` is -inf for max, +inf for min."""
-    x, mask, axes = _prepare(x, mask, axis)
+    x, mask, axes = _prepare(x, mask, axis, complex_ok=False)
+    keepdims = check_bool(keepdims, "keepdims")
     neutral = jnp.asarray(identity(x.dtype), x.dtype)
     extreme = reduce(jnp.where(mask, x, neutral), axis=axes, keepdims=keepdims, initial=neutral)
     has_real = jnp.any(mask, axis=axes, keepdims=keepdims)
-    return jnp.where(has_real, extreme, jnp.asarray(fill_value, x.dtype))
+    fill = fill_array(fill_value, x.dtype, extreme.shape, "fill_value")
+    return jnp.where(has_real, extreme, fill)
 
 
 def _lowest(dtype):
+    if dtype == jnp.bool_:
+        return False
     return -jnp.inf if jnp.issubdtype(dtype, jnp.inexact) else jnp.iinfo(dtype).min
 
 
 def _highest(dtype):
+    if dtype == jnp.bool_:
+        return True
     return jnp.inf if jnp.issubdtype(dtype, jnp.inexact) else jnp.iinfo(dtype).max
 
 
@@ -115,7 +135,9 @@ def masked_max(
     """Max of the real entries along `axis`; `fill_value` (0) where none is real.
 
     With the default `axis=1` over `(B, T, D)` data this is masked global max
-    pooling over time, returning `(B, D)`.
+    pooling over time, returning `(B, D)`. `fill_value` is a scalar or an array that
+    broadcasts to the result (e.g. one value per feature), and must fit `x`'s dtype
+    (NaN or 0.5 for integer `x` raise `ValueError`).
 
     Examples:
       >>> masked_max(jnp.array([[1.0, 2.0, jnp.inf]]), jnp.array([[True, True, False]]))
@@ -127,7 +149,8 @@ def masked_max(
 def masked_min(
     x: Any, mask: Any, axis: Axis = 1, keepdims: bool = False, fill_value: Any = 0
 ) -> jax.Array:
-    """Min of the real entries along `axis`; `fill_value` (0) where none is real.
+    """Min of the real entries along `axis`; `fill_value` (0) where none is real (see
+    `masked_max`).
 
     Examples:
       >>> masked_min(jnp.array([[1.0, 2.0, -jnp.inf]]), jnp.array([[True, True, False]]))
@@ -141,17 +164,19 @@ def masked_var(
 ) -> jax.Array:
     """Variance of the real entries along `axis`: sum of squared deviations / (count - ddof).
 
-    0 where count <= ddof (no real entry, or one with `ddof=1`). Use it with
-    `masked_mean(..., keepdims=True)` for normalisation statistics.
+    0 where count <= ddof (no real entry, or one with `ddof=1`); `ddof` is an int
+    >= 0. Use it with `masked_mean(..., keepdims=True)` for normalisation statistics.
+    Complex `x` gives the real variance of `|x - mean|`.
 
     Examples:
       >>> masked_var(jnp.array([[1.0, 3.0, jnp.nan]]), jnp.array([[True, True, False]]))
       Array([1.], dtype=float32)
     """
     x, mask, axes = _prepare(x, mask, axis)
+    keepdims, ddof = check_bool(keepdims, "keepdims"), check_int(ddof, "ddof")
     mean = masked_mean(x, mask, axes, keepdims=True)
     deviation = jnp.where(mask, jnp.where(mask, x, 0) - mean, 0)
-    squares = jnp.sum(deviation * deviation, axis=axes, keepdims=keepdims)
+    squares = jnp.sum(abs_squared(deviation), axis=axes, keepdims=keepdims)
     dof = masked_count(x, mask, axes, keepdims) - ddof
     return jnp.where(dof > 0, squares / jnp.maximum(dof, 1).astype(squares.dtype), 0)
 

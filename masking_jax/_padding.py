@@ -1,5 +1,11 @@
 """Host-side padding of ragged sequences, and lengths <-> mask conversion.
 
+Two padders with different defaults, on purpose: `pad_sequences` is a drop-in for
+`keras.utils.pad_sequences` and pads and truncates at the START ("pre"), as Keras
+does; `pad_masked`, which also returns the mask, pads and truncates at the END
+("post"), the layout most JAX code (and `lengths_to_mask`) assumes. Pass
+`padding=` and `truncating=` to either to choose.
+
 Shape legend: B sequences (the batch once padded), T padded length.
 """
 
@@ -10,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import as_bool_mask, check_choice, check_int
+from ._checks import as_bool_mask, check_choice, check_int, check_lossless_cast
 from ._masks import Masked
 
 PADDING_SIDES = ("pre", "post")
@@ -31,12 +37,20 @@ def _as_sequences(sequences: Any) -> list[np.ndarray]:
                 f"got {type(seq).__name__} {seq!r}."
             )
         try:
-            out.append(np.asarray(seq) if len(seq) else np.zeros((0,)))
+            array = np.asarray(seq) if len(seq) else np.zeros((0,))
         except ValueError as err:  # numpy's "inhomogeneous shape" for ragged steps
             raise ValueError(
                 f"`sequences[{i}]` must be rectangular: all its steps must share one shape; "
                 f"numpy says: {err}"
             ) from err
+        except TypeError:  # a 0-d array: it has __len__ but no length
+            array = np.asarray(seq)
+        if array.ndim == 0:  # a dict, a set, a scalar array
+            raise ValueError(
+                f"`sequences[{i}]` must be a sequence (a list or an array of steps); got "
+                f"{type(seq).__name__}."
+            )
+        out.append(array)
     return out
 
 
@@ -51,14 +65,13 @@ def _step_shape(arrays: list[np.ndarray]) -> tuple[int, ...]:
     return shapes.pop() if shapes else ()
 
 
-def _check_fits(values: np.ndarray, dtype: np.dtype, name: str) -> None:
-    """Raises when casting non-integral floats to an integer dtype would truncate them."""
-    lossy = np.issubdtype(dtype, np.integer) and np.issubdtype(values.dtype, np.floating)
-    if lossy and not np.all(np.isfinite(values) & (np.mod(values, 1) == 0)):
-        raise ValueError(
-            f"`{name}` holds non-integral floats but `dtype` is {dtype}: they would be "
-            f"truncated. Pass a float dtype, e.g. dtype='float32'."
-        )
+def _output_dtype(dtype: Any) -> np.dtype:
+    try:
+        return np.dtype(dtype)
+    except TypeError as err:
+        raise TypeError(
+            f"`dtype` must be a numpy dtype, e.g. 'int32'; got {dtype!r} ({err})."
+        ) from None
 
 
 def pad_sequences(
@@ -71,23 +84,35 @@ def pad_sequences(
 ) -> np.ndarray:
     """Pads ragged sequences to one length, with the output of `keras.utils.pad_sequences`.
 
+    Like Keras, it pads and truncates at the START by default (`padding="pre"`,
+    `truncating="pre"`), and `dtype` defaults to int32. `pad_masked` pads at the
+    END by default and also returns the mask: pass `padding="post"` here for the
+    same layout.
+
     Args:
       sequences: B sequences, each a list or an array of shape `(T_i, ...)`; the
         trailing (step) shape must be shared. Empty sequences are allowed.
       maxlen: the padded length T; `None` takes the longest sequence.
       dtype: the output dtype (Keras' default is int32: pass a float dtype for features).
-      padding: "pre" pads at the start, "post" at the end.
-      truncating: "pre" drops steps from the start of longer sequences, "post" from the end.
-      value: the padding value.
+      padding: "pre" (default, as in Keras) pads at the start, "post" at the end.
+      truncating: "pre" (default) drops steps from the start of longer sequences,
+        "post" from the end.
+      value: the padding value, a scalar.
 
     Returns:
       A numpy array of shape `(B, T, ...)`.
 
-    Unlike Keras, a bad `padding`/`truncating` string, a negative `maxlen`, ragged
-    step shapes and floats that an integer `dtype` would truncate raise `ValueError`
-    naming the argument; `maxlen=0` gives shape `(B, 0)`.
+    Values that `dtype` cannot hold raise instead of wrapping: an id of 2**40 for
+    int32 raises `OverflowError` as in Keras (here it is also a `ValueError`, for
+    numpy arrays too, which Keras wraps silently). Unlike Keras, a bad
+    `padding`/`truncating` string, a negative `maxlen`, ragged step shapes, and
+    floats that an integer `dtype` would truncate raise `ValueError` naming the
+    argument; `maxlen=0` gives shape `(B, 0)`.
 
     Examples:
+      >>> pad_sequences([[1, 2, 3], [4]])  # "pre", as in Keras
+      array([[1, 2, 3],
+             [0, 0, 4]], dtype=int32)
       >>> pad_sequences([[1, 2, 3], [4]], padding="post")
       array([[1, 2, 3],
              [4, 0, 0]], dtype=int32)
@@ -97,17 +122,19 @@ def pad_sequences(
     arrays = _as_sequences(sequences)
     lengths = [len(a) for a in arrays]
     maxlen = max(lengths, default=0) if maxlen is None else check_int(maxlen, "maxlen")
-    dtype = np.dtype(dtype)
+    dtype = _output_dtype(dtype)
     value_array = np.asarray(value)
+    if value_array.ndim:
+        raise ValueError(f"`value` must be a scalar; got shape {value_array.shape}.")
     if np.issubdtype(dtype, np.number) and not np.issubdtype(value_array.dtype, np.number):
         raise ValueError(f"`value` must be a number for dtype {dtype}; got {value!r}.")
-    _check_fits(value_array, dtype, "value")
+    check_lossless_cast(value_array, dtype, "value", f"`dtype` is {dtype}")
     out = np.full((len(arrays), maxlen, *_step_shape(arrays)), value, dtype=dtype)
     for i, seq in enumerate(arrays):
         kept = seq[max(len(seq) - maxlen, 0) :] if truncating == "pre" else seq[:maxlen]
         if not len(kept):
             continue
-        _check_fits(kept, dtype, f"sequences[{i}]")
+        check_lossless_cast(kept, dtype, f"sequences[{i}]", f"`dtype` is {dtype}")
         if padding == "post":
             out[i, : len(kept)] = kept
         else:
@@ -150,14 +177,19 @@ def pad_masked(
 ) -> tuple[Masked, np.ndarray]:
     """Pads ragged sequences and returns them with their mask and lengths.
 
+    It pads and truncates at the END by default (`padding="post"`), unlike
+    `pad_sequences`, which follows Keras and pads at the start.
+
     Args:
       sequences: B sequences, each a list or an array of shape `(T_i, ...)`.
       maxlen: the padded length before bucketing; `None` takes the longest sequence.
         Longer sequences are truncated.
       dtype: the data dtype; `None` infers it from the sequences as JAX would store it
         (Python floats become float32, ints int32, unless `jax_enable_x64` is on).
-      padding: "post" (default) or "pre".
-      truncating: "post" (default) or "pre".
+        Values it cannot hold (ids beyond int32, floats beyond float32) raise
+        `ValueError` (also an `OverflowError`) rather than wrap.
+      padding: "post" (default; `pad_sequences` defaults to "pre") or "pre".
+      truncating: "post" (default; `pad_sequences` defaults to "pre") or "pre".
       value: the padding value.
       bucket: round the padded length T up (see `bucket_length`): `None`, an int N
         (a multiple of N) or "pow2".
@@ -182,6 +214,7 @@ def pad_masked(
         non_empty = [a for a in arrays if len(a)]
         inferred = np.result_type(*non_empty) if non_empty else np.float32
         dtype = jax.dtypes.canonicalize_dtype(inferred)  # float64 -> float32 unless x64 is on
+    dtype = _output_dtype(dtype)
     longest = max((len(a) for a in arrays), default=0)
     maxlen = longest if maxlen is None else check_int(maxlen, "maxlen")
     lengths = np.minimum([len(a) for a in arrays], maxlen).astype(np.int32)
@@ -199,15 +232,16 @@ def lengths_to_mask(lengths: Any, maxlen: int, padding: str = "post") -> jax.Arr
 
     Args:
       lengths: integer lengths of shape `(B,)` (any leading shape works).
-      maxlen: the padded length T, a static int.
+      maxlen: the padded length T, a static int below 2**31.
       padding: "post" puts the real steps first, "pre" puts them last.
 
     Returns:
       A bool array of shape `lengths.shape + (T,)`.
 
     Lengths are checked against `[0, maxlen]` when they are concrete (numpy, lists,
-    eager arrays). Under `jax.jit` they cannot be: a negative length then gives an
-    all-False row and a length above `maxlen` an all-True row.
+    eager arrays). Under `jax.jit` they cannot be, and they saturate: a negative
+    length gives an all-False row and a length above `maxlen` (of any integer dtype,
+    however large) an all-True row.
 
     Examples:
       >>> lengths_to_mask([2, 0, 3], 3)
@@ -215,11 +249,15 @@ def lengths_to_mask(lengths: Any, maxlen: int, padding: str = "post") -> jax.Arr
              [False, False, False],
              [ True,  True,  True]], dtype=bool)
     """
-    maxlen = check_int(maxlen, "maxlen")
+    maxlen = check_int(maxlen, "maxlen", maximum=np.iinfo(np.int32).max)
     check_choice(padding, "padding", PADDING_SIDES)
-    dtype = getattr(lengths, "dtype", None) or np.asarray(lengths).dtype
-    if np.size(lengths) and not np.issubdtype(dtype, np.integer):
-        raise TypeError(f"`lengths` must hold integers; got dtype {dtype}.")
+    if not isinstance(lengths, jax.Array):
+        try:
+            lengths = np.asarray(lengths)
+        except ValueError as err:  # ragged lists
+            raise TypeError(f"`lengths` must be an integer array; numpy says: {err}") from None
+    if lengths.size and not np.issubdtype(lengths.dtype, np.integer):
+        raise TypeError(f"`lengths` must hold integers; got dtype {lengths.dtype}.")
     if not isinstance(lengths, jax.core.Tracer):
         concrete = np.asarray(lengths)
         if concrete.size and (concrete.min() < 0 or concrete.max() > maxlen):
@@ -227,6 +265,8 @@ def lengths_to_mask(lengths: Any, maxlen: int, padding: str = "post") -> jax.Arr
                 f"`lengths` must lie in [0, maxlen={maxlen}]; got values from {concrete.min()} "
                 f"to {concrete.max()}."
             )
+    elif np.iinfo(lengths.dtype).max > maxlen:  # saturate in the lengths' own dtype
+        lengths = jnp.clip(lengths, 0, maxlen)
     lengths = jnp.asarray(lengths, jnp.int32)[..., None]
     steps = jnp.arange(maxlen).reshape((1,) * (lengths.ndim - 1) + (maxlen,))
     return steps < lengths if padding == "post" else steps >= maxlen - lengths
@@ -234,6 +274,9 @@ def lengths_to_mask(lengths: Any, maxlen: int, padding: str = "post") -> jax.Arr
 
 def mask_to_lengths(mask: Any) -> jax.Array:
     """Counts the real steps of each row: int32 of shape `(B,)` for a `(B, T)` mask.
+
+    It counts along the last axis, so any leading shape works (the inverse of
+    `lengths_to_mask`).
 
     For a gappy mask this is the number of real steps, not the index of the last one.
 

@@ -11,17 +11,39 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._checks import check_bool, check_int
+
+
+def check_key(key: Any) -> jax.Array:
+    """Returns `key` if it is one PRNG key (typed, or a legacy uint32 `PRNGKey`), else raises."""
+    typed = isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    legacy = isinstance(key, jax.Array | np.ndarray) and key.dtype == np.uint32 and key.ndim == 1
+    if typed and key.shape == ():
+        return key
+    if legacy:
+        return jnp.asarray(key)
+    got = f"{type(key).__name__} {key!r}" if not hasattr(key, "shape") else (
+        f"an array of shape {key.shape} and dtype {key.dtype}")
+    hint = " (several keys: map the initialiser with `jax.vmap`)" if typed else ""
+    raise TypeError(
+        f"`key` must be one PRNG key, e.g. `jax.random.key(0)`; got {got}{hint}."
+    )
 
 
 def _init(
     key: jax.Array, in_features: int, hidden_features: int, gates: int, dtype: Any
 ) -> tuple[jax.Array, jax.Array]:
+    key = check_key(key)
     in_features = check_int(in_features, "in_features")
     hidden_features = check_int(hidden_features, "hidden_features", minimum=1)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"`dtype` must be a floating dtype; got {jnp.dtype(dtype)}.")
+    try:
+        floating = jnp.issubdtype(dtype, jnp.floating)
+    except TypeError:
+        floating = False
+    if not floating:
+        raise TypeError(f"`dtype` must be a floating dtype, e.g. jnp.float32; got {dtype!r}.")
     return _draw(key, in_features, hidden_features, gates, jnp.dtype(dtype))
 
 
@@ -32,7 +54,11 @@ def _draw(
     k_kernel, k_recurrent = jax.random.split(key)
     g = gates * hidden_features
     draw = jnp.promote_types(dtype, jnp.float32)  # QR has no bfloat16 kernel: draw, then cast
-    kernel = jax.nn.initializers.glorot_uniform()(k_kernel, (in_features, g), draw)
+    kernel = (  # glorot's fan-in arithmetic divides by D: an empty kernel needs no draw
+        jax.nn.initializers.glorot_uniform()(k_kernel, (in_features, g), draw)
+        if in_features
+        else jnp.zeros((0, g), draw)
+    )
     recurrent = jax.nn.initializers.orthogonal()(k_recurrent, (hidden_features, g), draw)
     return kernel.astype(dtype), recurrent.astype(dtype)
 
@@ -43,9 +69,9 @@ def init_simple_rnn_params(
     """Keras-default parameters for `simple_rnn`.
 
     Args:
-        key: a PRNG key.
-        in_features: D, the features of `x`.
-        hidden_features: H, the hidden units.
+        key: one PRNG key (`jax.random.key(seed)`, or a legacy `jax.random.PRNGKey`).
+        in_features: D >= 0, the features of `x`.
+        hidden_features: H >= 1, the hidden units.
         dtype: a floating dtype.
 
     Returns:
@@ -74,9 +100,9 @@ def init_lstm_params(
     """Keras-default parameters for `lstm` (gate order i, f, c, o).
 
     Args:
-        key: a PRNG key.
-        in_features: D, the features of `x`.
-        hidden_features: H, the hidden units.
+        key: one PRNG key (`jax.random.key(seed)`, or a legacy `jax.random.PRNGKey`).
+        in_features: D >= 0, the features of `x`.
+        hidden_features: H >= 1, the hidden units.
         unit_forget_bias: start the forget-gate bias at 1 (Keras default), else 0.
         dtype: a floating dtype.
 
@@ -110,9 +136,9 @@ def init_gru_params(
     """Keras-default parameters for `gru` (gate order z, r, h).
 
     Args:
-        key: a PRNG key.
-        in_features: D, the features of `x`.
-        hidden_features: H, the hidden units.
+        key: one PRNG key (`jax.random.key(seed)`, or a legacy `jax.random.PRNGKey`).
+        in_features: D >= 0, the features of `x`.
+        hidden_features: H >= 1, the hidden units.
         reset_after: the bias layout to make: `(2, 3H)` for `reset_after=True` (Keras
             default; row 0 input bias, row 1 recurrent bias), `(3H,)` otherwise.
         dtype: a floating dtype.

@@ -28,6 +28,7 @@ from ._validate import (
     check_params,
     check_pytree_params,
     check_pytree_state,
+    check_reverse_mode,
     check_step_output,
     check_unroll,
     check_x,
@@ -53,6 +54,7 @@ def _run_one(
     reverse: Any, zero_output_for_mask: Any, unroll: Any, use_cudnn: Any = False,
 ) -> tuple[jax.Array, Any]:  # fmt: skip
     """Checks the arguments and runs a Keras cell: the scan, or cuDNN with `use_cudnn`."""
+    check_reverse_mode(params, x, initial_state)
     x = check_x(x)
     mask = check_mask(mask, x)
     reverse = check_bool(reverse, "reverse")
@@ -347,6 +349,7 @@ def rnn(
             "`step` must be a function `step(params, state, x_t) -> (new_state, y_t)`; got "
             f"{type(step).__name__}."
         )
+    check_reverse_mode(params, x, initial_state)
     x = check_x(x)
     mask = check_mask(mask, x)
     params = check_pytree_params(params)

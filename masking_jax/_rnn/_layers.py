@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._checks import check_choice
 
@@ -103,7 +104,15 @@ def bidirectional(
 
 def merge_outputs(merge_mode: str | None, forward: Any, backward: Any) -> Any:
     """Merges the two directions: "concat" on the last axis, "sum", "mul", "ave", or
-    `None` for the pair `(forward, backward)`."""
+    `None` for the pair `(forward, backward)`. The elementwise modes need outputs of
+    one shape (one hidden size H in both directions)."""
+    shapes = (np.shape(forward), np.shape(backward))
+    if merge_mode in ("sum", "mul", "ave") and shapes[0] != shapes[1]:
+        raise ValueError(
+            f"`merge_mode`={merge_mode!r} needs the forward and backward outputs to have one "
+            f"shape; got {shapes[0]} and {shapes[1]}. Give both directions the same hidden "
+            "size H, or use merge_mode='concat'."
+        )
     if merge_mode == "concat":
         return jnp.concatenate([forward, backward], axis=-1)
     if merge_mode == "sum":
@@ -161,6 +170,8 @@ def stacked_rnn(
             + (" of length 0." if isinstance(params, Sequence) and not params else ".")
         )
     n = len(params)
+    if isinstance(kernel, str) or not (callable(kernel) or isinstance(kernel, Sequence)):
+        _check_kernel(kernel, "kernel")
     kernels = [kernel] * n if callable(kernel) else list(kernel)
     for i, k in enumerate(kernels):
         _check_kernel(k, f"kernel[{i}]")

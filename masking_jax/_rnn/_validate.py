@@ -13,8 +13,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.interpreters import ad
 
-from .._checks import MASK_POLARITY, align_mask, as_bool_mask, check_int, check_rank
+from .._checks import MASK_POLARITY, align_mask, as_array, as_bool_mask, check_int, check_rank
 from ._cells import KerasCell
 
 PARAM_KEYS = ("kernel", "recurrent_kernel", "bias")
@@ -32,9 +33,26 @@ def check_unroll(unroll: Any) -> bool | int:
     return check_int(unroll, "unroll", minimum=1)
 
 
+FORWARD_MODE = (
+    "the masked RNN kernels support reverse-mode differentiation only (`jax.grad`, "
+    "`jax.vjp`, `jax.jacrev`, and higher orders of those): their custom VJP skips padded "
+    "steps, and JAX cannot push tangents through a custom VJP. Replace `jax.jvp` / "
+    "`jax.jacfwd` / `jax.linearize` by `jax.vjp` / `jax.jacrev`."
+)
+
+
+def check_reverse_mode(*arguments: Any) -> None:
+    """Raises `TypeError` when an argument carries forward-mode tangents (`jax.jvp`)."""
+    if any(isinstance(leaf, ad.JVPTracer) for leaf in jax.tree.leaves(arguments)):
+        raise TypeError(
+            "`x`, `params` or `initial_state` is being differentiated in forward mode, but "
+            + FORWARD_MODE
+        )
+
+
 def check_x(x: Any) -> jax.Array:
     """Returns `x` as a floating `(B, T, D)` array, or raises."""
-    x = x if isinstance(x, jax.Array) else jnp.asarray(x)
+    x = as_array(x, "x")
     check_rank(x, "x", 3, "(B, T, D): batch, time, features", _X_HINT)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(
