@@ -101,8 +101,8 @@ def check_lossless_cast(values: Any, dtype: Any, name: str, target: str) -> None
     )
     if dtype.kind in "iub" and not integral:
         raise ValueError(
-            f"`{name}` holds non-integral floats (or NaN/inf) but {target}: they would "
-            "be truncated. Pass a float dtype, e.g. dtype='float32'."
+            f"`{name}` holds non-integral floats but {target}: they would be truncated "
+            "(NaN and inf have no integer value). Pass a float dtype, e.g. dtype='float32'."
         )
     if dtype.kind in "iu":
         info = np.iinfo(dtype)

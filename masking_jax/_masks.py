@@ -247,10 +247,10 @@ def combine_masks(
     try:
         shape = np.broadcast_shapes(*shapes)
     except ValueError:
-        listed = ", ".join(f"`{n}` {tuple(m.shape)}" for m, n in present)
+        listed = " and ".join(f"`{n}` of shape {tuple(m.shape)}" for m, n in present)
         raise ValueError(
-            f"masks to combine must align on their leading (batch, time, ...) axes, each "
-            f"axis equal or 1; got {listed}."
+            f"{listed} do not align: masks to combine match on their leading axes "
+            "(batch, time, ...), each axis equal or 1."
         ) from None
     aligned = [jnp.broadcast_to(m.reshape(s), shape) for (m, _), s in zip(present, shapes,
                                                                           strict=True)]
