@@ -71,7 +71,7 @@ class Masked:
                     f"{type(leaf).__name__} {leaf!r}. A nested list is a pytree of Python "
                     "scalars to JAX: pass `np.asarray(data)`."
                 )
-        if len(data_leaves) == 1 and data_tree.num_nodes == 1 and mask_tree.num_nodes > 1:
+        if mask_tree != data_tree and all(isinstance(m, bool | np.bool_) for m in mask_leaves):
             mask = as_bool_mask(mask, "mask")  # one mask given as a nested list
             mask_leaves, mask_tree = [mask], jax.tree.structure(mask)
         if len(mask_leaves) == 1 and mask_tree.num_nodes == 1:
@@ -197,8 +197,8 @@ def masking(x: Any, mask_value: Any = 0.0) -> Masked:
       >>> m.data[0, :, 0], m.mask
       (Array([1., 0.], dtype=float32), Array([[ True, False]], dtype=bool))
     """
-    mask = mask_from_value(x, mask_value)
-    return Masked(x, mask).filled(0)
+    x = as_array(x, "x")
+    return Masked(x, mask_from_value(x, mask_value)).filled(0)
 
 
 def mask_from_ids(ids: Any, pad_id: int = 0) -> jax.Array:
