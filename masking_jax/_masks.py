@@ -71,7 +71,9 @@ class Masked:
                     f"{type(leaf).__name__} {leaf!r}. A nested list is a pytree of Python "
                     "scalars to JAX: pass `np.asarray(data)`."
                 )
-        if mask_tree != data_tree and all(isinstance(m, bool | np.bool_) for m in mask_leaves):
+        if mask_leaves and mask_tree != data_tree and all(
+            isinstance(m, bool | np.bool_) for m in mask_leaves
+        ):
             mask = as_bool_mask(mask, "mask")  # one mask given as a nested list
             mask_leaves, mask_tree = [mask], jax.tree.structure(mask)
         if len(mask_leaves) == 1 and mask_tree.num_nodes == 1:
