@@ -265,7 +265,7 @@ def lengths_to_mask(lengths: Any, maxlen: int, padding: str = "post") -> jax.Arr
                 f"`lengths` must lie in [0, maxlen={maxlen}]; got values from {concrete.min()} "
                 f"to {concrete.max()}."
             )
-    elif np.iinfo(lengths.dtype).max > maxlen:  # saturate in the lengths' own dtype
+    elif lengths.size and np.iinfo(lengths.dtype).max > maxlen:  # saturate in their own dtype
         lengths = jnp.clip(lengths, 0, maxlen)
     lengths = jnp.asarray(lengths, jnp.int32)[..., None]
     steps = jnp.arange(maxlen).reshape((1,) * (lengths.ndim - 1) + (maxlen,))
