@@ -5,15 +5,25 @@ Keras is imported only when the function runs; the layers themselves never need 
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from ._mask_makers import Embedding
+from ._mask_wrappers import _MaskDeclaration
 from ._protocol import Sequential
-from ._recurrent import _RNN, GRU, LSTM, Bidirectional, SimpleRNN
+from ._recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 
-_WEIGHTED_MODULES = (Embedding, _RNN, Bidirectional, nnx.Linear)
+
+def _describe(keras_layer: Any) -> str:
+    """A Keras layer as its class and name, e.g. `Conv1D 'conv1d_3'`."""
+    return f"{type(keras_layer).__name__} {getattr(keras_layer, 'name', '?')!r}"
+
+
+def _holds_params(module: Any) -> bool:
+    """True for a module with parameters (a plain function or pooling layer has none)."""
+    return isinstance(module, nnx.Module) and bool(jax.tree.leaves(nnx.state(module, nnx.Param)))
 
 
 def _to_numpy(value: Any) -> np.ndarray:
@@ -44,13 +54,13 @@ def _load_sequential(module: Any, keras_model: Any) -> Any:
     """Pairs the Keras layers that hold weights with the modules that do, in order."""
     if not isinstance(module, Sequential):
         raise TypeError(f"a keras.Sequential needs a Sequential; got {type(module).__name__}.")
-    ours = [layer for layer in module.layers if isinstance(layer, _WEIGHTED_MODULES)]
+    ours = [layer for layer in module.layers if _holds_params(layer)]
     theirs = [layer for layer in keras_model.layers if layer.weights]
     if len(ours) != len(theirs):
         raise ValueError(
             f"the Keras model has {len(theirs)} layers with weights "
-            f"({[type(t).__name__ for t in theirs]}) but the Sequential has {len(ours)} "
-            f"({[type(o).__name__ for o in ours]})."
+            f"({', '.join(_describe(t) for t in theirs)}) but the Sequential has {len(ours)} "
+            f"modules with parameters ({', '.join(type(o).__name__ for o in ours)})."
         )
     for o, t in zip(ours, theirs, strict=True):
         load_keras_weights(o, t)
@@ -91,7 +101,9 @@ def load_keras_weights(module: Any, keras_layer: Any) -> Any:
     import keras
 
     kl = keras.layers
-    owner = type(keras_layer).__name__
+    owner = _describe(keras_layer)
+    if isinstance(module, _MaskDeclaration):  # PassMask / DropMask hold the module
+        module = module.layer
     if isinstance(keras_layer, keras.Sequential):
         return _load_sequential(module, keras_layer)
     pairs = [
@@ -106,7 +118,8 @@ def load_keras_weights(module: Any, keras_layer: Any) -> Any:
     if module_type is None:
         raise TypeError(
             f"`keras_layer` must be a Keras Embedding, SimpleRNN, LSTM, GRU, Dense, "
-            f"Bidirectional or Sequential; got {owner}."
+            f"Bidirectional or Sequential; got {owner}, which load_keras_weights does not "
+            "support: copy its weights by hand (`keras_layer.get_weights()`)."
         )
     if not isinstance(module, module_type):
         raise TypeError(
