@@ -9,7 +9,6 @@ Shape legend: B batch, T time steps, D input features. A mask is bool `(B, T)`,
 True = real step, False = padding.
 """
 
-import math
 import sys
 from typing import Any
 
@@ -71,19 +70,21 @@ def check_rngs(rngs: Any, name: str = "rngs") -> nnx.Rngs:
 
 def check_mask_value(value: Any) -> float | int:
     """`Masking`'s `mask_value`: a real number other than NaN (NaN never equals itself)."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number):
+    try:
+        scalar = np.asarray(value)
+    except Exception:  # a tracer or another object numpy cannot read
+        scalar = None
+    if scalar is None or scalar.ndim != 0 or scalar.dtype.kind not in "iuf":
         raise TypeError(
-            f"`mask_value` must be a real number (the value of a padded step's features); "
-            f"got {type(value).__name__} {value!r}."
+            "`mask_value` must be a real number (the value of a padded step's features), "
+            f"fixed when the layer is built; got {type(value).__name__} {value!r}."
         )
-    if isinstance(value, complex | np.complexfloating):
-        raise TypeError(f"`mask_value` must be a real number; got complex {value!r}.")
-    if math.isnan(value):
+    if np.isnan(scalar):
         raise ValueError(
             "`mask_value` must not be NaN: NaN never equals itself, so no step would be "
             "masked. Replace NaN padding with a number first, e.g. `jnp.nan_to_num(x, nan=0.0)`."
         )
-    return value
+    return scalar.item()
 
 
 def check_features(x: Any, in_features: int, layer: Any) -> None:
