@@ -107,7 +107,8 @@ def load_keras_weights(module: Any, keras_layer: Any) -> Any:
     kl = keras.layers
     owner = _describe(keras_layer)
     if isinstance(module, _MaskDeclaration):  # PassMask / DropMask hold the module
-        module = module.layer
+        load_keras_weights(module.layer, keras_layer)
+        return module
     if isinstance(keras_layer, keras.Sequential):
         return _load_sequential(module, keras_layer)
     pairs = [
