@@ -261,7 +261,7 @@ def test_masked_in_gives_an_array_out_once_the_mask_ends():
         (lambda: mnx.TemporalConcat()(()), ValueError, "`xs` must hold at least one input"),
         (lambda: mnx.TemporalSoftmax(axis=3)(X, mask=MASK), ValueError, r"`axis` must be in"),
         (lambda: mnx.TemporalSoftmax()(np.ones((B, T, D), np.int32), mask=MASK), TypeError,
-         "`x` must be floating"),
+         "`x` must be a floating array"),
         (lambda: mnx.GlobalAveragePooling1D()(np.ones(3, np.float32)), ValueError,
          r"`x` must have a batch and a time axis"),
     ],

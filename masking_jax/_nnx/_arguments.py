@@ -24,6 +24,7 @@ from .._rnn._validate import check_unroll
 __all__ = [
     "check_bool",
     "check_features",
+    "check_floating",
     "check_layer_mask",
     "check_mask_value",
     "check_param_dtype",
@@ -107,6 +108,17 @@ def check_time_axis(x: Any, name: str = "x") -> None:
             f"`{name}` must have a batch and a time axis, shape (B, T, ...); got shape "
             f"{tuple(np.shape(x))}."
         )
+
+
+def check_floating(x: Any, name: str = "x") -> jax.Array:
+    """`x` as a floating array (features or scores), or `TypeError` with the cast to use."""
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(
+            f"`{name}` must be a floating array; got dtype {x.dtype}. Cast it "
+            f"(`{name}.astype(jnp.float32)`), or embed token ids first."
+        )
+    return x
 
 
 def check_layer_mask(

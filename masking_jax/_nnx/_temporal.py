@@ -16,7 +16,13 @@ from flax import nnx
 from .._checks import check_axis, check_int
 from .._masks import Masked, concat_time, split_time
 from .._ops import masked_max, masked_mean, masked_softmax
-from ._arguments import check_bool, check_signed_int, check_size, check_time_axis
+from ._arguments import (
+    check_bool,
+    check_floating,
+    check_signed_int,
+    check_size,
+    check_time_axis,
+)
 from ._protocol import unpack
 
 
@@ -42,6 +48,7 @@ class _GlobalPooling1D(nnx.Module):
     def __call__(self, x: Any, mask: Any = None) -> jax.Array:
         x, mask, _ = unpack(x, mask)
         check_time_axis(x)
+        x = check_floating(x)
         if mask is None:
             return type(self)._reduce(x, axis=1, keepdims=self.keepdims)
         return type(self)._masked_reduce(x, mask, axis=1, keepdims=self.keepdims)
@@ -111,9 +118,7 @@ class TemporalSoftmax(nnx.Module):
 
     def __call__(self, x: Any, mask: Any = None) -> Any:
         x, mask, was_masked = unpack(x, mask)
-        x = jnp.asarray(x)
-        if not jnp.issubdtype(x.dtype, jnp.floating):
-            raise TypeError(f"`x` must be floating scores; got dtype {x.dtype}.")
+        x = check_floating(x)
         check_axis(self.axis, x.ndim)
         if mask is None:
             return jax.nn.softmax(x, axis=self.axis)
