@@ -48,8 +48,8 @@ def check_signed_int(value: Any, name: str) -> int:
 
 def check_param_dtype(dtype: Any, name: str = "param_dtype") -> np.dtype:
     """A floating dtype for parameters (`jnp.float32`, `"bfloat16"`, ...)."""
-    try:
-        resolved = jnp.dtype(dtype)
+    try:  # None would read as numpy's default float64
+        resolved = None if dtype is None else jnp.dtype(dtype)
     except TypeError:
         resolved = None
     if resolved is None or not jnp.issubdtype(resolved, jnp.floating):
