@@ -11,22 +11,30 @@ The mask protocol, applied by `call_with_mask` and so by `Sequential`:
   input and input mask, returning the output mask (or `None`);
 - a layer that passes the mask on unchanged sets `supports_masking = True`; the
   position-wise Flax modules `nnx.Linear`, `nnx.Dropout`, `nnx.LayerNorm` and
-  `nnx.RMSNorm` (`POSITIONWISE_MODULES`) count as such;
-- a plain callable that is not an `nnx.Module` (`jax.nn.relu`, `jnp.tanh`, a lambda)
-  counts as elementwise and passes the mask on, unless it carries a
-  `supports_masking = False` or `compute_mask` attribute of its own;
-- any other module drops the mask (the output counts as all real), as in Keras.
+  `nnx.RMSNorm` (`POSITIONWISE_MODULES`) count as such, and so does a plain callable
+  that is not an `nnx.Module` (`jax.nn.relu`, `jnp.tanh`, a lambda), which counts as
+  elementwise;
+- a layer that takes `mask=` and declares nothing else ends the mask (it has read it);
+- a mask never disappears unnoticed: one reaching any other module (`nnx.Conv`, a
+  custom module, a callable with `supports_masking = False`) raises `TypeError` naming
+  it (Keras 2 raised there too). Say what the module does: `PassMask(module)` (it acts
+  on each step alone, the mask passes on) or `DropMask(module)` (the mask ends there,
+  as Keras 3 does with a warning).
 
 Every layer also takes a `masking_jax.Masked` in place of `(x, mask)` and then returns
-`Masked` sequences. Parameters are `nnx.Param`s named and shaped as in Keras 3
-(`embedding`, `kernel`, `recurrent_kernel`, `bias`), so `load_keras_weights` copies a
-trained Keras layer over. This module imports flax; the core of `masking_jax` does not.
+`Masked` sequences; once the mask ends (an RNN returning its last output, pooling) the
+output is a plain array, in single layers and in `Sequential` alike. Parameters are
+`nnx.Param`s named and shaped as in Keras 3 (`embedding`, `kernel`, `recurrent_kernel`,
+`bias`), so `load_keras_weights` copies a trained Keras layer over. This module imports
+flax; the core of `masking_jax` does not.
 """
 
 from ._nnx._any_cell import RNN as RNN
 from ._nnx._keras_weights import load_keras_weights as load_keras_weights
 from ._nnx._mask_makers import Embedding as Embedding
 from ._nnx._mask_makers import Masking as Masking
+from ._nnx._mask_wrappers import DropMask as DropMask
+from ._nnx._mask_wrappers import PassMask as PassMask
 from ._nnx._protocol import POSITIONWISE_MODULES as POSITIONWISE_MODULES
 from ._nnx._protocol import Sequential as Sequential
 from ._nnx._protocol import call_with_mask as call_with_mask
@@ -46,10 +54,12 @@ __all__ = [
     "POSITIONWISE_MODULES",
     "RNN",
     "Bidirectional",
+    "DropMask",
     "Embedding",
     "GlobalAveragePooling1D",
     "GlobalMaxPooling1D",
     "Masking",
+    "PassMask",
     "Sequential",
     "SimpleRNN",
     "TemporalConcat",

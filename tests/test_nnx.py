@@ -142,9 +142,7 @@ def test_split_and_concat_time_round_trip():
 
 
 class MyLayer(nnx.Module):
-    """The guide's custom layer: consumes the mask explicitly and passes it on."""
-
-    supports_masking = True
+    """A custom layer that consumes the mask (takes `mask=`) and pools: the mask ends."""
 
     def __init__(self, rngs):
         self.rnn = mnx.LSTM(D, H, return_sequences=True, rngs=rngs)
@@ -172,15 +170,29 @@ def test_call_with_mask_protocol():
         mnx.TemporalSoftmax(),
     ):
         assert mnx.call_with_mask(layer, x, MASK)[1] is MASK, layer
-    assert mnx.call_with_mask(Opaque(), x, MASK)[1] is None  # unknown modules drop it
+    # a module that does not declare its mask behaviour never loses the mask unnoticed
+    with pytest.raises(TypeError, match=r"`layer` \(Opaque\) got a mask .*PassMask"):
+        mnx.call_with_mask(Opaque(), x, MASK)
+    assert mnx.call_with_mask(Opaque(), x)[1] is None  # no mask, nothing to lose
+    assert mnx.call_with_mask(mnx.DropMask(Opaque()), x, MASK)[1] is None  # ended on purpose
+    y, m = mnx.call_with_mask(mnx.PassMask(Opaque()), x, MASK)
+    assert m is MASK
+    np.testing.assert_array_equal(y, x)
 
     def no_mask(v):
         return v
 
-    no_mask.supports_masking = False
-    assert mnx.call_with_mask(no_mask, x, MASK)[1] is None
+    no_mask.supports_masking = False  # "cannot handle a mask", as in Keras 2
+    with pytest.raises(TypeError, match=r"\(no_mask\) got a mask"):
+        mnx.call_with_mask(no_mask, x, MASK)
+    assert mnx.call_with_mask(mnx.DropMask(no_mask), x, MASK)[1] is None
     y, m = mnx.call_with_mask(MyLayer(nnx.Rngs(0)), x, MASK)
-    assert y.shape == (B, H) and m is MASK
+    assert y.shape == (B, H) and m is None
+    # claiming to pass the mask on while pooling it away is caught, not propagated
+    claims = MyLayer(nnx.Rngs(0))
+    claims.supports_masking = True
+    with pytest.raises(ValueError, match=r"\(MyLayer\) passes the mask on .* \(3, 4\)"):
+        mnx.call_with_mask(claims, x, MASK)
 
 
 def _ids():
@@ -203,9 +215,9 @@ def test_sequential_threads_mask():
     h = rnn1(emb(ids), mask=MASK)
     expected = pool(rnn2(jax.nn.relu(lin(h)), mask=MASK), mask=MASK)
     np.testing.assert_allclose(model(ids), expected, rtol=1e-6)
-    out = model(mj.Masked(ids, np.ones_like(MASK)))
-    assert isinstance(out, mj.Masked) and out.mask.shape == (B,) and bool(out.mask.all())
-    np.testing.assert_allclose(out.data, expected, rtol=1e-6)
+    out = model(mj.Masked(ids, np.ones_like(MASK)))  # pooling ended the mask: an array
+    assert isinstance(out, jax.Array)
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
     assert model.compute_mask(ids) is None
     seq = mnx.Sequential(*list(model.layers)[:5])
     np.testing.assert_array_equal(seq.compute_mask(ids), MASK)
@@ -258,8 +270,8 @@ def test_nnx_jit_grad_and_split_merge():
         return nnx.merge(graphdef, state)(mj.Masked(x, mask))
 
     out = pure(state, x, MASK)
-    assert isinstance(out, mj.Masked)
-    np.testing.assert_allclose(out.data, eager, rtol=1e-5)
+    assert isinstance(out, jax.Array)  # the pooling ended the mask
+    np.testing.assert_allclose(out, eager, rtol=1e-5)
 
 
 def _repad(x, mask, steps, side, garbage):
@@ -306,7 +318,7 @@ def test_new_mask_values_do_not_retrace():
     @nnx.jit
     def predict(model, x, mask):
         traces.append(None)  # runs once per trace
-        return model(mj.Masked(x, mask)).data
+        return model(mj.Masked(x, mask))
 
     x = _x()
     outs = [predict(model, x, m) for m in (MASK, ~MASK | np.eye(B, T, dtype=bool), MASK[::-1])]
@@ -343,7 +355,7 @@ def test_bfloat16_inputs_match_float32():
     for got, want in zip((y, h, c), lstm(x, mask=MASK), strict=True):
         assert np.isfinite(np.asarray(got, np.float32)).all()
         np.testing.assert_allclose(np.asarray(got, np.float32), want, **tol)
-    out16 = model(mj.Masked(x16, MASK)).data
+    out16 = model(mj.Masked(x16, MASK))
     assert np.isfinite(np.asarray(out16, np.float32)).all()
     np.testing.assert_allclose(np.asarray(out16, np.float32), model(x, mask=MASK), **tol)
 
@@ -379,7 +391,7 @@ def test_errors():
         mnx.Bidirectional(lstm, backward_layer=mnx.LSTM(D, H, rngs=rngs))
     with pytest.raises(TypeError, match=r"x.data"):
         lstm(mj.Masked({"a": jnp.ones((B, T, D))}, MASK))
-    with pytest.raises(TypeError, match="do not pass `mask=`"):
+    with pytest.raises(TypeError, match="do not pass `mask`"):
         lstm(mj.Masked(_x(), MASK), mask=MASK)
     with pytest.raises(TypeError, match="integer token ids"):
         mnx.Embedding(3, 2, rngs=rngs)(jnp.ones((B, T)))

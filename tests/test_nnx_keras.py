@@ -186,7 +186,7 @@ def test_load_errors():
     k_lstm = keras.layers.LSTM(H)
     with keras_mode:
         k_lstm.build((None, T, D))
-    with pytest.raises(TypeError, match="go into a LSTM"):
+    with pytest.raises(TypeError, match="`module` must be a LSTM"):
         mnx.load_keras_weights(mnx.GRU(D, H, rngs=rngs), k_lstm)
     with pytest.raises(ValueError, match="shape"):
         mnx.load_keras_weights(mnx.LSTM(D + 1, H, rngs=rngs), k_lstm)

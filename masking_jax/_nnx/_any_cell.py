@@ -10,9 +10,9 @@ from typing import Any
 import jax
 from flax import nnx
 
-from .._checks import check_bool
 from .._masks import Masked
 from .._rnn._kernels import rnn
+from ._arguments import check_bool, check_features, check_rngs, check_unroll
 from ._protocol import unpack
 
 
@@ -96,8 +96,8 @@ class RNN(nnx.Module):
         self.return_state = check_bool(return_state, "return_state")
         self.reverse = check_bool(reverse, "reverse")
         self.zero_output_for_mask = check_bool(zero_output_for_mask, "zero_output_for_mask")
-        self.unroll = unroll
-        self.rngs = (rngs if rngs is not None else nnx.Rngs(carry=0)).carry.fork()
+        self.unroll = check_unroll(unroll)
+        self.rngs = (check_rngs(rngs) if rngs is not None else nnx.Rngs(carry=0)).carry.fork()
 
     def initialize_carry(self, batch: int, in_features: int) -> Any:
         """The cell's initial carry for `(B, D)` inputs."""
@@ -118,6 +118,9 @@ class RNN(nnx.Module):
                     f"`x` must be 3-D (B, T, D): batch, time, features; got shape {shape}."
                 )
             initial_carry = self.initialize_carry(shape[0], shape[2])
+        in_features = getattr(self.cell, "in_features", None)
+        if isinstance(in_features, int):  # Flax's cells know it; a custom cell may not
+            check_features(x, in_features, self.cell)
         graphdef, state = nnx.split(self.cell)
         # The last output of each row: with zeros at padded steps it would be lost.
         zero_output = self.zero_output_for_mask and self.return_sequences

@@ -5,15 +5,25 @@ Keras is imported only when the function runs; the layers themselves never need 
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from ._mask_makers import Embedding
+from ._mask_wrappers import _MaskDeclaration
 from ._protocol import Sequential
-from ._recurrent import _RNN, GRU, LSTM, Bidirectional, SimpleRNN
+from ._recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 
-_WEIGHTED_MODULES = (Embedding, _RNN, Bidirectional, nnx.Linear)
+
+def _describe(keras_layer: Any) -> str:
+    """A Keras layer as its class and name, e.g. `Conv1D 'conv1d_3'`."""
+    return f"{type(keras_layer).__name__} {getattr(keras_layer, 'name', '?')!r}"
+
+
+def _holds_params(module: Any) -> bool:
+    """True for a module with parameters (a plain function or pooling layer has none)."""
+    return isinstance(module, nnx.Module) and bool(jax.tree.leaves(nnx.state(module, nnx.Param)))
 
 
 def _to_numpy(value: Any) -> np.ndarray:
@@ -27,14 +37,14 @@ def _assign(module: Any, name: str, value: Any, owner: str) -> None:
         return
     if (value is None) != (param is None):
         raise ValueError(
-            f"`{name}` of the Keras {owner} is {'absent' if value is None else 'present'} but "
-            f"of the module {'present' if value is None else 'absent'}; match `use_bias`."
+            f"`keras_layer` ({owner}) {'has no' if value is None else 'has a'} `{name}` but "
+            f"`module.{name}` is {'present' if value is None else 'absent'}; match `use_bias`."
         )
     value = _to_numpy(value)
     if value.shape != param.shape:
         raise ValueError(
-            f"`{name}` of the Keras {owner} has shape {value.shape} but the module's has "
-            f"{param.shape}; build the module with matching sizes (in_features, "
+            f"`keras_layer` ({owner}) has `{name}` of shape {value.shape} but `module.{name}` "
+            f"has {param.shape}; build the module with matching sizes (in_features, "
             "hidden_features, reset_after, ...)."
         )
     param.set_value(jnp.asarray(value, param.dtype))
@@ -43,14 +53,18 @@ def _assign(module: Any, name: str, value: Any, owner: str) -> None:
 def _load_sequential(module: Any, keras_model: Any) -> Any:
     """Pairs the Keras layers that hold weights with the modules that do, in order."""
     if not isinstance(module, Sequential):
-        raise TypeError(f"a keras.Sequential needs a Sequential; got {type(module).__name__}.")
-    ours = [layer for layer in module.layers if isinstance(layer, _WEIGHTED_MODULES)]
+        raise TypeError(
+            f"`module` must be a Sequential for the keras.Sequential {_describe(keras_model)}; "
+            f"got {type(module).__name__}."
+        )
+    ours = [layer for layer in module.layers if _holds_params(layer)]
     theirs = [layer for layer in keras_model.layers if layer.weights]
     if len(ours) != len(theirs):
         raise ValueError(
-            f"the Keras model has {len(theirs)} layers with weights "
-            f"({[type(t).__name__ for t in theirs]}) but the Sequential has {len(ours)} "
-            f"({[type(o).__name__ for o in ours]})."
+            f"`keras_layer` ({_describe(keras_model)}) has {len(theirs)} layers with weights "
+            f"({', '.join(_describe(t) for t in theirs)}) but `module` has {len(ours)} "
+            f"modules with parameters ({', '.join(type(o).__name__ for o in ours)}); they are "
+            "paired in order."
         )
     for o, t in zip(ours, theirs, strict=True):
         load_keras_weights(o, t)
@@ -91,7 +105,10 @@ def load_keras_weights(module: Any, keras_layer: Any) -> Any:
     import keras
 
     kl = keras.layers
-    owner = type(keras_layer).__name__
+    owner = _describe(keras_layer)
+    if isinstance(module, _MaskDeclaration):  # PassMask / DropMask hold the module
+        load_keras_weights(module.layer, keras_layer)
+        return module
     if isinstance(keras_layer, keras.Sequential):
         return _load_sequential(module, keras_layer)
     pairs = [
@@ -106,15 +123,16 @@ def load_keras_weights(module: Any, keras_layer: Any) -> Any:
     if module_type is None:
         raise TypeError(
             f"`keras_layer` must be a Keras Embedding, SimpleRNN, LSTM, GRU, Dense, "
-            f"Bidirectional or Sequential; got {owner}."
+            f"Bidirectional or Sequential; got {owner}, which load_keras_weights does not "
+            "support: copy its weights by hand (`keras_layer.get_weights()`)."
         )
     if not isinstance(module, module_type):
         raise TypeError(
-            f"the weights of a Keras {owner} go into a {module_type.__name__}; got "
-            f"{type(module).__name__}."
+            f"`module` must be a {module_type.__name__} for the weights of `keras_layer` "
+            f"({owner}); got {type(module).__name__}."
         )
     if not keras_layer.built:
-        raise ValueError(f"the Keras {owner} has no weights yet: build or call it first.")
+        raise ValueError(f"`keras_layer` ({owner}) has no weights yet: build or call it first.")
     if isinstance(keras_layer, kl.Embedding):
         _assign(module, "embedding", keras_layer.embeddings, owner)
     elif isinstance(keras_layer, kl.Dense):

@@ -8,9 +8,19 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from .._masks import Masked, mask_and, mask_from_ids, mask_from_value, masking
+from ._arguments import (
+    check_bool,
+    check_layer_mask,
+    check_mask_value,
+    check_param_dtype,
+    check_rngs,
+    check_signed_int,
+    check_size,
+)
 
 
 class Embedding(nnx.Module):
@@ -27,7 +37,10 @@ class Embedding(nnx.Module):
         in Keras.
 
     `__call__(ids)` maps int `(B, T)` ids to `(B, T, D)` (a `Masked` with the output
-    mask for a `Masked` input). `compute_mask(ids, mask)` is
+    mask for a `Masked` input). Ids must lie in `[0, V)` (or equal `pad_id` with
+    `mask_zero`): concrete ids outside raise `ValueError`; under `jax.jit`, where their
+    values are unknown, they embed to zero vectors (no row is read, no gradient flows),
+    as does a `pad_id` outside `[0, V)`. `compute_mask(ids, mask)` is
     `ids != pad_id` (True = real step) AND'ed with an incoming mask when `mask_zero`,
     else the incoming mask (Keras has none there).
 
@@ -50,24 +63,51 @@ class Embedding(nnx.Module):
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
     ):
-        self.num_embeddings = num_embeddings
-        self.features = features
-        self.mask_zero = bool(mask_zero)
-        self.pad_id = int(pad_id)
+        self.num_embeddings = check_size(num_embeddings, "num_embeddings")
+        self.features = check_size(features, "features")
+        self.mask_zero = check_bool(mask_zero, "mask_zero")
+        self.pad_id = check_signed_int(pad_id, "pad_id")
         table = jax.random.uniform(
-            rngs.params(), (num_embeddings, features), param_dtype, -0.05, 0.05
+            check_rngs(rngs).params(),
+            (self.num_embeddings, self.features),
+            check_param_dtype(param_dtype),
+            -0.05,
+            0.05,
         )
         self.embedding = nnx.Param(table)
 
     def __call__(self, ids: Any) -> Any:
         if isinstance(ids, Masked):
             return Masked(self(ids.data), self.compute_mask(ids.data, ids.mask))
-        ids = jnp.asarray(ids)
-        if not jnp.issubdtype(ids.dtype, jnp.integer):
-            raise TypeError(f"`ids` must be integer token ids (B, T); got dtype {ids.dtype}.")
-        return jnp.take(self.embedding[...], ids, axis=0)
+        ids = self._check_ids(ids)
+        vocabulary = self.num_embeddings
+        in_range = (ids >= 0) & (ids < vocabulary)
+        rows = jnp.take(self.embedding[...], jnp.clip(ids, 0, vocabulary - 1), axis=0)
+        return jnp.where(in_range[..., None], rows, jnp.zeros((), rows.dtype))
+
+    def _check_ids(self, ids: Any) -> jax.Array:
+        """`ids` as an integer array; concrete ids out of `[0, V)` (not `pad_id`) raise."""
+        # the values, read before any cast to int32 (which would wrap), unless traced
+        values = None if isinstance(ids, jax.core.Tracer) else np.asarray(ids)
+        dtype = ids.dtype if values is None else values.dtype
+        if not jnp.issubdtype(dtype, jnp.integer):
+            raise TypeError(f"`ids` must be integer token ids (B, T); got dtype {dtype}.")
+        if values is not None:
+            bad = (values < 0) | (values >= self.num_embeddings)
+            if self.mask_zero:
+                bad &= values != self.pad_id
+            if bad.any():
+                where = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise ValueError(
+                    f"`ids` must lie in [0, num_embeddings={self.num_embeddings})"
+                    + (f" or equal pad_id={self.pad_id}" if self.mask_zero else "")
+                    + f"; got {values[where]} at position {where} ({int(bad.sum())} such "
+                    "ids). Under jax.jit, where ids are not checked, they embed to zeros."
+                )
+        return jnp.asarray(ids)
 
     def compute_mask(self, ids: Any, mask: Any = None) -> jax.Array | None:
+        mask = check_layer_mask(mask, ids, "mask", "ids")
         if not self.mask_zero:
             return mask
         return mask_and(mask_from_ids(ids, self.pad_id), mask)
@@ -90,7 +130,7 @@ class Masking(nnx.Module):
     """
 
     def __init__(self, mask_value: float = 0.0):
-        self.mask_value = mask_value
+        self.mask_value = check_mask_value(mask_value)
 
     def __call__(self, x: Any) -> Any:
         out = masking(x.data if isinstance(x, Masked) else x, self.mask_value)

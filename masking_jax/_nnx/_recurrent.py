@@ -18,9 +18,18 @@ from .._rnn._activations import get_activation
 from .._rnn._init import init_gru_params, init_lstm_params, init_simple_rnn_params
 from .._rnn._kernels import gru, lstm, simple_rnn
 from .._rnn._layers import MERGE_MODES, merge_outputs
+from ._arguments import (
+    check_bool,
+    check_features,
+    check_param_dtype,
+    check_rngs,
+    check_size,
+    check_unroll,
+)
 from ._protocol import unpack
 
 _ACTIVATION_OPTIONS = ("activation", "recurrent_activation")
+_FLAG_OPTIONS = ("unit_forget_bias", "use_cudnn", "reset_after")
 
 
 class _RNN(nnx.Module):
@@ -53,15 +62,20 @@ class _RNN(nnx.Module):
         for name in _ACTIVATION_OPTIONS:
             if name in cell_options:  # fail when the layer is built, not at its first call
                 get_activation(cell_options[name], name)
-        self.in_features = in_features
-        self.hidden_features = hidden_features
-        self.return_sequences = bool(return_sequences)
-        self.return_state = bool(return_state)
-        self.reverse = bool(reverse)
-        self.zero_output_for_mask = bool(zero_output_for_mask)
-        self.use_bias = bool(use_bias)
-        self.unroll = unroll
-        self.param_dtype = param_dtype
+        for options in (cell_options, init_options):
+            for name in _FLAG_OPTIONS:
+                if name in options:
+                    check_bool(options[name], name)
+        self.in_features = check_size(in_features, "in_features")
+        self.hidden_features = check_size(hidden_features, "hidden_features")
+        self.return_sequences = check_bool(return_sequences, "return_sequences")
+        self.return_state = check_bool(return_state, "return_state")
+        self.reverse = check_bool(reverse, "reverse")
+        self.zero_output_for_mask = check_bool(zero_output_for_mask, "zero_output_for_mask")
+        self.use_bias = check_bool(use_bias, "use_bias")
+        self.unroll = check_unroll(unroll)
+        self.param_dtype = check_param_dtype(param_dtype)
+        check_rngs(rngs)
         self.cell_options = cell_options
         self.init_options = init_options
         params = type(self)._init(
@@ -116,6 +130,7 @@ class _RNN(nnx.Module):
 
     def __call__(self, x: Any, mask: Any = None, *, initial_state: Any = None) -> Any:
         x, mask, was_masked = unpack(x, mask)
+        check_features(x, self.in_features, self)
         outputs, states = self._run(x, mask, initial_state, self.zero_output_for_mask)
         if self.return_sequences:
             y = Masked(outputs, mask) if was_masked else outputs
@@ -290,6 +305,32 @@ class GRU(_RNN):
         )  # fmt: skip
 
 
+def _check_halves(layer: _RNN, backward_layer: _RNN, merge_mode: str | None) -> None:
+    """Raises `ValueError` unless the two directions of a `Bidirectional` fit together."""
+    mismatches = [
+        f"`{name}`: layer {getattr(layer, name)!r}, backward_layer "
+        f"{getattr(backward_layer, name)!r}"
+        for name in ("in_features", "return_sequences", "return_state")
+        if getattr(layer, name) != getattr(backward_layer, name)
+    ]
+    merges_steps = merge_mode not in ("concat", None)
+    if merges_steps and layer.hidden_features != backward_layer.hidden_features:
+        mismatches.append(
+            f"`hidden_features` (merge_mode={merge_mode!r} combines the outputs step by step): "
+            f"layer {layer.hidden_features}, backward_layer {backward_layer.hidden_features}"
+        )
+    if mismatches:
+        raise ValueError(
+            "`backward_layer` must agree with `layer` (as in Keras); they differ in "
+            + "; ".join(mismatches) + "."
+        )
+    if backward_layer.reverse == layer.reverse:
+        raise ValueError(
+            "`backward_layer.reverse` must be the opposite of `layer.reverse`; both are "
+            f"{layer.reverse}."
+        )
+
+
 class Bidirectional(nnx.Module):
     """A forward and a backward RNN over the real steps, merged (`keras.layers.Bidirectional`).
 
@@ -298,8 +339,10 @@ class Bidirectional(nnx.Module):
         `return_sequences` and `return_state` for both directions.
       merge_mode: `"concat"` (`2H` features), `"sum"`, `"mul"`, `"ave"` (`H`), or `None`
         for the pair `(forward, backward)`.
-      backward_layer: the backward RNN, with `reverse` opposite to `layer`'s; by
-        default a freshly initialised copy of `layer` (then `rngs` is required).
+      backward_layer: the backward RNN, with `reverse` opposite to `layer`'s and the
+        same `in_features`, `return_sequences` and `return_state` (and `hidden_features`
+        unless `merge_mode` is `"concat"` or `None`), else `ValueError`; by default a
+        freshly initialised copy of `layer` (then `rngs` is required).
       rngs: `nnx.Rngs` for that copy.
 
     Call: `layer(x, mask=None, *, initial_state=None)` with `x` `(B, T, D)` (or a
@@ -336,17 +379,13 @@ class Bidirectional(nnx.Module):
                     "`rngs` is required to initialise the backward copy of `layer`; pass "
                     "`rngs=nnx.Rngs(...)` or a `backward_layer`."
                 )
-            backward_layer = layer._clone(rngs, reverse=not layer.reverse)
+            backward_layer = layer._clone(check_rngs(rngs), reverse=not layer.reverse)
         elif not isinstance(backward_layer, _RNN):
             raise TypeError(
                 "`backward_layer` must be a SimpleRNN, LSTM or GRU; got "
                 f"{type(backward_layer).__name__}."
             )
-        elif backward_layer.reverse == layer.reverse:
-            raise ValueError(
-                "`backward_layer.reverse` must be the opposite of `layer.reverse`; both are "
-                f"{layer.reverse}."
-            )
+        _check_halves(layer, backward_layer, merge_mode)
         self.forward_layer = layer
         self.backward_layer = backward_layer
         self.merge_mode = merge_mode
@@ -355,8 +394,13 @@ class Bidirectional(nnx.Module):
     def return_sequences(self) -> bool:
         return self.forward_layer.return_sequences
 
+    @property
+    def return_state(self) -> bool:
+        return self.forward_layer.return_state
+
     def __call__(self, x: Any, mask: Any = None, *, initial_state: Any = None) -> Any:
         x, mask, was_masked = unpack(x, mask)
+        check_features(x, self.forward_layer.in_features, self)
         if initial_state is None:
             init_f = init_b = None
         elif isinstance(initial_state, tuple | list) and len(initial_state) == 2:

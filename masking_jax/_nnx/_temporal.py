@@ -4,6 +4,7 @@ Shape legend: B batch, T time steps, D features. A mask is bool `(B, T)`, True =
 step, False = padding.
 """
 
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -12,9 +13,27 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from .._checks import check_axis, check_int
 from .._masks import Masked, concat_time, split_time
 from .._ops import masked_max, masked_mean, masked_softmax
+from ._arguments import (
+    check_bool,
+    check_floating,
+    check_signed_int,
+    check_size,
+    check_time_axis,
+)
 from ._protocol import unpack
+
+
+def _time_mask(mask: jax.Array, x: Any, mask_name: str = "mask") -> jax.Array:
+    """A checked mask of `x` broadcast to the full `(B, T)` of `x` (a `(B, 1)` mask too)."""
+    if mask.ndim > 2:
+        raise ValueError(
+            f"`{mask_name}` must be a (B, T) mask (or broadcast to it, e.g. (B, 1)) for this "
+            f"layer; got shape {tuple(mask.shape)}."
+        )
+    return jnp.broadcast_to(mask.reshape(mask.shape + (1,) * (2 - mask.ndim)), x.shape[:2])
 
 
 class _GlobalPooling1D(nnx.Module):
@@ -24,10 +43,12 @@ class _GlobalPooling1D(nnx.Module):
     _masked_reduce: Callable[..., jax.Array]
 
     def __init__(self, keepdims: bool = False):
-        self.keepdims = bool(keepdims)
+        self.keepdims = check_bool(keepdims, "keepdims")
 
     def __call__(self, x: Any, mask: Any = None) -> jax.Array:
         x, mask, _ = unpack(x, mask)
+        check_time_axis(x)
+        x = check_floating(x)
         if mask is None:
             return type(self)._reduce(x, axis=1, keepdims=self.keepdims)
         return type(self)._masked_reduce(x, mask, axis=1, keepdims=self.keepdims)
@@ -93,10 +114,12 @@ class TemporalSoftmax(nnx.Module):
     supports_masking = True
 
     def __init__(self, axis: int = 1):
-        self.axis = axis
+        self.axis = check_signed_int(axis, "axis")
 
     def __call__(self, x: Any, mask: Any = None) -> Any:
         x, mask, was_masked = unpack(x, mask)
+        x = check_floating(x)
+        check_axis(self.axis, x.ndim)
         if mask is None:
             return jax.nn.softmax(x, axis=self.axis)
         y = masked_softmax(x, mask, axis=self.axis)
@@ -107,11 +130,13 @@ class TemporalSplit(nnx.Module):
     """Splits data and mask along time (the guide's `TemporalSplit`), like `jnp.split`.
 
     Args:
-      indices_or_sections: a number of equal parts, or the split positions along T.
+      indices_or_sections: a number of equal parts (an int >= 1 that divides T), or the
+        split positions along T (non-decreasing ints in `[0, T]`).
 
     `__call__(x, mask)` returns a tuple of `(B, T_i, ...)` parts (of `Masked` for a
     `Masked` input); `compute_mask(x, mask)` the tuple of `(B, T_i)` masks (True = real
-    step), or `None` without a mask.
+    step), or `None` without a mask. A mask that broadcasts, e.g. `(B, 1)`, is split as
+    its broadcast `(B, T)`.
 
     Examples:
       >>> split = TemporalSplit(2)
@@ -123,18 +148,33 @@ class TemporalSplit(nnx.Module):
     """
 
     def __init__(self, indices_or_sections: int | Sequence[int] = 2):
-        self.indices_or_sections = (
-            indices_or_sections
-            if isinstance(indices_or_sections, int)
-            else tuple(indices_or_sections)
-        )
+        self.indices_or_sections = _check_sections(indices_or_sections)
 
     def __call__(self, x: Any, mask: Any = None) -> tuple[Any, ...]:
         x, mask, was_masked = unpack(x, mask)
+        x = self._check_x(x)
         if mask is None:
-            return tuple(jnp.split(x, self.indices_or_sections, axis=1))
-        parts = split_time(Masked(x, mask), self._sections())
+            return tuple(jnp.split(x, self._sections(), axis=1))
+        parts = split_time(Masked(x, _time_mask(mask, x)), self._sections())
         return tuple(parts) if was_masked else tuple(p.data for p in parts)
+
+    def _check_x(self, x: Any) -> jax.Array:
+        """`x` as an array whose time axis the sections fit."""
+        check_time_axis(x)
+        x = jnp.asarray(x)
+        steps, s = x.shape[1], self.indices_or_sections
+        if isinstance(s, int) and steps % s:
+            raise ValueError(
+                f"`indices_or_sections`={s} equal parts must divide the time axis of `x`: "
+                f"T={steps} (shape {x.shape}); pass split positions instead, e.g. "
+                f"[{steps // 2}]."
+            )
+        if not isinstance(s, int) and s and s[-1] > steps:
+            raise ValueError(
+                f"`indices_or_sections` positions must lie in [0, T={steps}] (the time axis "
+                f"of `x`, shape {x.shape}); got {list(s)}."
+            )
+        return x
 
     def _sections(self) -> Any:
         s = self.indices_or_sections
@@ -144,17 +184,39 @@ class TemporalSplit(nnx.Module):
         x, mask, _ = unpack(x, mask)
         if mask is None:
             return None
-        return tuple(p.mask for p in split_time(Masked(x, mask), self._sections()))
+        x = self._check_x(x)
+        return tuple(p.mask for p in split_time(Masked(x, _time_mask(mask, x)), self._sections()))
+
+
+def _check_sections(value: Any) -> int | tuple[int, ...]:
+    """`TemporalSplit`'s `indices_or_sections`: an int >= 1 or non-decreasing positions >= 0."""
+    if isinstance(value, int | np.integer | bool | np.bool_):
+        return check_size(value, "indices_or_sections")
+    if isinstance(value, str) or not isinstance(value, Sequence | np.ndarray):
+        raise TypeError(
+            "`indices_or_sections` must be an int (equal parts) or a sequence of ints "
+            f"(split positions); got {type(value).__name__} {value!r}."
+        )
+    positions = tuple(
+        check_int(v, f"indices_or_sections[{i}]") for i, v in enumerate(value)
+    )
+    if any(b < a for a, b in itertools.pairwise(positions)):
+        raise ValueError(
+            f"`indices_or_sections` positions must be non-decreasing; got {list(positions)}."
+        )
+    return positions
 
 
 class TemporalConcat(nnx.Module):
     """Concatenates a sequence of inputs along time, with their masks.
 
-    `__call__(xs, mask)` takes `xs`, a sequence of `(B, T_i, ...)` arrays (or `Masked`),
-    and `mask`, `None` or a sequence of bool `(B, T_i)` masks (True = real step) or
-    `None`s; an input without a mask counts as all real. It returns `(B, sum T_i, ...)`
-    (a `Masked` when an input was). `compute_mask` gives the concatenated mask, or
-    `None` when no input has one.
+    `__call__(xs, mask)` takes `xs`, a sequence of `(B, T_i, ...)` arrays (or `Masked`)
+    with the same batch B and the same feature axes, and `mask`, `None` or a sequence
+    (tuple or list) of bool `(B, T_i)` masks (True = real step) or `None`s; an input
+    without a mask counts as all real, and a mask that broadcasts (e.g. `(B, 1)`) counts
+    as its broadcast `(B, T_i)`. It returns `(B, sum T_i, ...)` (a `Masked` when an
+    input was). `compute_mask` gives the concatenated mask, or `None` when no input has
+    one.
 
     Examples:
       >>> xs = (jnp.ones((1, 2, 3)), jnp.zeros((1, 1, 3)))
@@ -164,9 +226,20 @@ class TemporalConcat(nnx.Module):
     """
 
     def _items(self, xs: Any, mask: Any) -> tuple[list[Any], bool]:
-        if isinstance(xs, Masked | jax.Array | np.ndarray) or not isinstance(xs, Sequence):
+        if isinstance(xs, Masked | jax.Array | np.ndarray | str) or not isinstance(
+            xs, Sequence
+        ):
             raise TypeError(
                 f"`xs` must be a sequence (tuple or list) of inputs; got {type(xs).__name__}."
+            )
+        if not xs:
+            raise ValueError("`xs` must hold at least one input; got none.")
+        if mask is not None and (
+            isinstance(mask, Masked | jax.Array | np.ndarray) or not isinstance(mask, Sequence)
+        ):
+            raise TypeError(
+                "`mask` must be None or a sequence (tuple or list) of one mask (or None) per "
+                f"input; got {type(mask).__name__}. For one input, pass `mask=(m,)`."
             )
         masks = [None] * len(xs) if mask is None else list(mask)
         if len(masks) != len(xs):
@@ -176,9 +249,12 @@ class TemporalConcat(nnx.Module):
             )
         items, any_masked = [], False
         for i, (x, m) in enumerate(zip(xs, masks, strict=True)):
-            x, m, was_masked = unpack(x, m, f"xs[{i}]")
+            x, m, was_masked = unpack(x, m, f"xs[{i}]", f"mask[{i}]")
+            check_time_axis(x, f"xs[{i}]")
+            x = jnp.asarray(x)
+            _check_same_axes(x, items, i)
             any_masked |= was_masked
-            items.append(x if m is None else Masked(x, m))
+            items.append(x if m is None else Masked(x, _time_mask(m, x, f"mask[{i}]")))
         return items, any_masked
 
     def __call__(self, xs: Sequence[Any], mask: Any = None) -> Any:
@@ -193,3 +269,16 @@ class TemporalConcat(nnx.Module):
         if not any(isinstance(item, Masked) for item in items):
             return None
         return concat_time(items).mask
+
+
+def _check_same_axes(x: jax.Array, earlier: list[Any], i: int) -> None:
+    """Raises unless `xs[i]` has the batch and feature axes of `xs[0]`."""
+    if not earlier:
+        return
+    first = earlier[0].data if isinstance(earlier[0], Masked) else earlier[0]
+    if x.shape[:1] + x.shape[2:] != first.shape[:1] + first.shape[2:]:
+        raise ValueError(
+            f"`xs[{i}]` of shape {x.shape} does not fit `xs[0]` of shape {first.shape}: inputs "
+            "are concatenated along time (axis 1), so all other axes (batch, features) must "
+            "be equal."
+        )

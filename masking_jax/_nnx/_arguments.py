@@ -1,0 +1,149 @@
+"""Argument checks of the NNX layers: options when a layer is built, inputs when it is called.
+
+Every NNX layer checks its arguments here, on top of the package-wide checkers of
+`masking_jax._checks`, so each error names the user's argument (`hidden_features`,
+`mask`, `x.mask`), states the rule and shows what came in. All checks read static
+information (Python values, shapes, dtypes) and work under `jax.jit`.
+
+Shape legend: B batch, T time steps, D input features. A mask is bool `(B, T)`,
+True = real step, False = padding.
+"""
+
+import sys
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from .._checks import align_mask, as_bool_mask, check_bool, check_int
+from .._masks import Masked
+from .._rnn._validate import check_unroll
+
+__all__ = [
+    "check_bool",
+    "check_features",
+    "check_floating",
+    "check_layer_mask",
+    "check_mask_value",
+    "check_param_dtype",
+    "check_rngs",
+    "check_signed_int",
+    "check_size",
+    "check_time_axis",
+    "check_unroll",
+]
+
+
+def check_size(value: Any, name: str) -> int:
+    """A size (features, units, vocabulary, sections): a Python int >= 1."""
+    return check_int(value, name, minimum=1)
+
+
+def check_signed_int(value: Any, name: str) -> int:
+    """An int that may be negative (an axis, a padding id); bools and floats are refused."""
+    return check_int(value, name, minimum=-sys.maxsize - 1)
+
+
+def check_param_dtype(dtype: Any, name: str = "param_dtype") -> np.dtype:
+    """A floating dtype for parameters (`jnp.float32`, `"bfloat16"`, ...)."""
+    try:  # None would read as numpy's default float64
+        resolved = None if dtype is None else jnp.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if resolved is None or not jnp.issubdtype(resolved, jnp.floating):
+        raise TypeError(
+            f"`{name}` must be a floating dtype such as jnp.float32 or jnp.bfloat16; "
+            f"got {dtype!r}."
+        )
+    return resolved
+
+
+def check_rngs(rngs: Any, name: str = "rngs") -> nnx.Rngs:
+    """An `nnx.Rngs`, the source of the initial parameters."""
+    if not isinstance(rngs, nnx.Rngs):
+        raise TypeError(
+            f"`{name}` must be an `nnx.Rngs` (e.g. `rngs=nnx.Rngs(0)`); got {type(rngs).__name__}."
+        )
+    return rngs
+
+
+def check_mask_value(value: Any) -> float | int:
+    """`Masking`'s `mask_value`: a real number other than NaN (NaN never equals itself)."""
+    try:
+        scalar = np.asarray(value)
+    except Exception:  # a tracer or another object numpy cannot read
+        scalar = None
+    if scalar is None or scalar.ndim != 0 or scalar.dtype.kind not in "iuf":
+        raise TypeError(
+            "`mask_value` must be a real number (the value of a padded step's features), "
+            f"fixed when the layer is built; got {type(value).__name__} {value!r}."
+        )
+    if np.isnan(scalar):
+        raise ValueError(
+            "`mask_value` must not be NaN: NaN never equals itself, so no step would be "
+            "masked. Replace NaN padding with a number first, e.g. `jnp.nan_to_num(x, nan=0.0)`."
+        )
+    return scalar.item()
+
+
+def check_features(x: Any, in_features: int, layer: Any) -> None:
+    """Raises `ValueError` unless the last axis of `x` holds the layer's `in_features`."""
+    shape = np.shape(x)
+    if len(shape) == 3 and shape[-1] != in_features:
+        raise ValueError(
+            f"`x` has D={shape[-1]} features (x.shape[-1], shape {tuple(shape)}) but this "
+            f"{type(layer).__name__} was built with in_features={in_features}; build it "
+            f"with in_features={shape[-1]} or feed (B, T, {in_features}) inputs."
+        )
+
+
+def check_time_axis(x: Any, name: str = "x") -> None:
+    """Raises `ValueError` unless `x` is an array with a batch and a time axis `(B, T, ...)`."""
+    if not hasattr(x, "shape") and not isinstance(x, list | tuple):
+        raise TypeError(f"`{name}` must be an array (B, T, ...); got {type(x).__name__}.")
+    if np.ndim(x) < 2:
+        raise ValueError(
+            f"`{name}` must have a batch and a time axis, shape (B, T, ...); got shape "
+            f"{tuple(np.shape(x))}."
+        )
+
+
+def check_floating(x: Any, name: str = "x") -> jax.Array:
+    """`x` as a floating array (features or scores), or `TypeError` with the cast to use."""
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(
+            f"`{name}` must be a floating array; got dtype {x.dtype}. Cast it "
+            f"(`{name}.astype(jnp.float32)`), or embed token ids first."
+        )
+    return x
+
+
+def check_layer_mask(
+    mask: Any, x: Any, mask_name: str = "mask", x_name: str = "x"
+) -> jax.Array | None:
+    """The mask a layer was given, as a bool array covering the leading axes of `x`, or None.
+
+    Raises `TypeError` for a `Masked` passed as a mask and for a non-boolean mask, and
+    `ValueError` for a mask that does not match the leading (batch, time) axes of `x`.
+    """
+    if mask is None:
+        return None
+    if isinstance(mask, Masked):
+        raise TypeError(
+            f"`{mask_name}` is a Masked; a mask must be a bool array (True = real step). "
+            f"Pass the Masked itself as `{x_name}` (`layer(masked)`), or `{mask_name}="
+            "masked.mask`."
+        )
+    leaves = jax.tree_util.tree_leaves_with_path(mask)
+    if len(leaves) > 1 and all(hasattr(leaf, "shape") for _, leaf in leaves):
+        for path, leaf in leaves:  # one mask per leaf of the data (a Masked of a dict)
+            as_bool_mask(leaf, f"{mask_name}{jax.tree_util.keystr(path)}")
+        return mask
+    mask = as_bool_mask(mask, mask_name)
+    for leaf in jax.tree.leaves(x):
+        if hasattr(leaf, "shape"):
+            align_mask(mask, leaf, mask_name, x_name)
+    return mask
