@@ -34,6 +34,7 @@ from ._nnx._recurrent import GRU as GRU
 from ._nnx._recurrent import LSTM as LSTM
 from ._nnx._recurrent import Bidirectional as Bidirectional
 from ._nnx._recurrent import SimpleRNN as SimpleRNN
+from ._nnx._rnn_options import RecurrentState as RecurrentState
 from ._nnx._temporal import GlobalAveragePooling1D as GlobalAveragePooling1D
 from ._nnx._temporal import GlobalMaxPooling1D as GlobalMaxPooling1D
 from ._nnx._temporal import TemporalConcat as TemporalConcat
@@ -50,6 +51,7 @@ __all__ = [
     "GlobalAveragePooling1D",
     "GlobalMaxPooling1D",
     "Masking",
+    "RecurrentState",
     "Sequential",
     "SimpleRNN",
     "TemporalConcat",
