@@ -25,6 +25,17 @@ class RecurrentState(nnx.Variable):
     Its value is `None` before the first call and after `reset_state()`, else the
     final state of the last call: h `(B, H)`, the LSTM's pair `(h, c)`, or a custom
     cell's carry. Select it with `nnx.state(model, RecurrentState)`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from masking_jax.nnx import GRU
+      >>> layer = GRU(2, 3, stateful=True, rngs=nnx.Rngs(0))
+      >>> _ = layer(jnp.ones((4, 5, 2)))  # starts from zeros, keeps its final h
+      >>> layer.states.get_value().shape
+      (4, 3)
+      >>> layer.reset_state()
+      >>> layer.states.get_value() is None
+      True
     """
 
 

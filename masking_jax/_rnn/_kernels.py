@@ -177,6 +177,10 @@ def simple_rnn(
         ((2, 5, 8), (2, 8))
         >>> bool(jnp.allclose(h[1], outputs[1, 1]))  # the state after the last valid step
         True
+        >>> training, _ = mj.simple_rnn(params, x, mask, dropout=0.2, recurrent_dropout=0.2,
+        ...                             dropout_key=jax.random.key(1))  # a fresh key per step
+        >>> bool(jnp.allclose(training, outputs))
+        False
     """
     return _run_one(
         _simple_rnn_cell(activation), params, x, mask, initial_state, reverse=reverse,
