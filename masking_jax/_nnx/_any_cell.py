@@ -66,8 +66,9 @@ class RNN(nnx.Module):
         `SimpleRNN` layers take `recurrent_dropout`).
       stateful: keep the final carry (a `RecurrentState` variable, not a `Param`) and
         start the next call from it: two calls on the halves of sequences equal one
-        call on the whole at real steps (with `reverse=False`). The batch size must stay (else `ValueError`);
-        `reset_state()` forgets it. No gradient flows from one call into the last.
+        call on the whole at real steps (with `reverse=False`). The batch size must
+        stay (else `ValueError`); `reset_state()` forgets it. No gradient flows from
+        one call into the last.
       deterministic: start in evaluation mode (no dropout).
       rngs: `nnx.Rngs` for `cell.initialize_carry` (its "carry" stream) and for
         dropout (its "dropout" stream; either falls back to the default stream).

@@ -193,8 +193,8 @@ def _rnn_doc(summary: str, cell_args: str, examples: str) -> str:
         `stateful=False`: keep the final state (a `RecurrentState` variable, not
         a `Param`) and start the next call from it, so two calls on the halves of
         sequences equal one call on the whole (with `reverse=False`; row b
-        continues row b; the batch size must stay, else `ValueError`). `reset_state()` forgets it. No
-        gradient flows from one call into the last.
+        continues row b; the batch size must stay, else `ValueError`).
+        `reset_state()` forgets it. No gradient flows from one call into the last.
         `param_dtype=jnp.float32`: dtype of the parameters.
 
     Call: `layer(x, mask=None, *, initial_state=None)` with `x` `(B, T, D)` (or a
