@@ -242,6 +242,24 @@ def check_int(value: Any, name: str, *, minimum: int = 0, maximum: int | None = 
     return int(value)
 
 
+def check_rate(value: Any, name: str) -> float:
+    """Returns a dropout rate as a Python float in [0, 1), or raises.
+
+    Rates are static (a different rate compiles a different program), so arrays and
+    tracers are refused, as are bools.
+    """
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number):
+        raise TypeError(
+            f"`{name}` must be a Python float in [0, 1) (a static rate, not an array); got "
+            f"{type(value).__name__} {value!r}."
+        )
+    if not 0.0 <= float(value) < 1.0:
+        raise ValueError(
+            f"`{name}` must be in [0, 1) (the fraction of units dropped); got {value!r}."
+        )
+    return float(value)
+
+
 def check_axis(axis: Any, ndim: int, name: str = "axis") -> tuple[int, ...]:
     """Normalises `axis` to a tuple of distinct non-negative axes of an `ndim`-D array.
 

@@ -42,6 +42,7 @@ from ._nnx._recurrent import GRU as GRU
 from ._nnx._recurrent import LSTM as LSTM
 from ._nnx._recurrent import Bidirectional as Bidirectional
 from ._nnx._recurrent import SimpleRNN as SimpleRNN
+from ._nnx._rnn_options import RecurrentState as RecurrentState
 from ._nnx._temporal import GlobalAveragePooling1D as GlobalAveragePooling1D
 from ._nnx._temporal import GlobalMaxPooling1D as GlobalMaxPooling1D
 from ._nnx._temporal import TemporalConcat as TemporalConcat
@@ -60,6 +61,7 @@ __all__ = [
     "GlobalMaxPooling1D",
     "Masking",
     "PassMask",
+    "RecurrentState",
     "Sequential",
     "SimpleRNN",
     "TemporalConcat",

@@ -11,7 +11,10 @@ Conventions it pins down (the kernels must agree):
 - output at a valid step = h after the step;
 - output at a masked step = zeros with `zero_output_for_mask`, else the h of the
   last valid step already consumed (in processing order), or the initial h;
-- final state = the state after the last valid step consumed, or the initial state.
+- final state = the state after the last valid step consumed, or the initial state;
+- dropout (given as explicit scales, one `(D,)` and one `(H,)` per row, 0 or
+  1 / (1 - rate)): every step of a row reads `x_t * input_scale` and, in every
+  recurrent matmul, `h * recurrent_scale`; the carried h and c are not dropped.
 """
 
 import functools
@@ -39,31 +42,32 @@ def _gates(w, n):
     return [w[..., k * h : (k + 1) * h] for k in range(n)]
 
 
-def simple_rnn_step(params, x_t, state, activation="tanh"):
+def simple_rnn_step(params, x_t, state, h_rec, activation="tanh"):
+    """`h_rec`: the h that enters the recurrent matmul (h, or h dropped)."""
     act = _act(activation)
     k, r, b = params["kernel"], params["recurrent_kernel"], params["bias"]
-    (h,) = state
-    return (act(x_t @ k + h @ r + (0.0 if b is None else b)),)
+    return (act(x_t @ k + h_rec @ r + (0.0 if b is None else b)),)
 
 
-def lstm_step(params, x_t, state, activation="tanh", recurrent_activation="sigmoid"):
+def lstm_step(params, x_t, state, h_rec, activation="tanh", recurrent_activation="sigmoid"):
     act, rec = _act(activation), _act(recurrent_activation)
     k_i, k_f, k_c, k_o = _gates(params["kernel"], 4)
     r_i, r_f, r_c, r_o = _gates(params["recurrent_kernel"], 4)
     b = params["bias"]
     b_i, b_f, b_c, b_o = (0.0,) * 4 if b is None else _gates(b, 4)
-    h, c = state
-    i = rec(x_t @ k_i + h @ r_i + b_i)
-    f = rec(x_t @ k_f + h @ r_f + b_f)
-    g = act(x_t @ k_c + h @ r_c + b_c)
-    o = rec(x_t @ k_o + h @ r_o + b_o)
+    _, c = state
+    i = rec(x_t @ k_i + h_rec @ r_i + b_i)
+    f = rec(x_t @ k_f + h_rec @ r_f + b_f)
+    g = act(x_t @ k_c + h_rec @ r_c + b_c)
+    o = rec(x_t @ k_o + h_rec @ r_o + b_o)
     c = f * c + i * g
     return (o * act(c), c)
 
 
 def gru_step(
-    params, x_t, state, activation="tanh", recurrent_activation="sigmoid", reset_after=True
-):
+    params, x_t, state, h_rec, activation="tanh", recurrent_activation="sigmoid",
+    reset_after=True,
+):  # fmt: skip
     act, rec = _act(activation), _act(recurrent_activation)
     k_z, k_r, k_h = _gates(params["kernel"], 3)
     r_z, r_r, r_h = _gates(params["recurrent_kernel"], 3)
@@ -75,12 +79,12 @@ def gru_step(
     else:
         bi, bh = _gates(b, 3), (0.0,) * 3
     (h,) = state
-    z = rec(x_t @ k_z + bi[0] + h @ r_z + bh[0])
-    r = rec(x_t @ k_r + bi[1] + h @ r_r + bh[1])
+    z = rec(x_t @ k_z + bi[0] + h_rec @ r_z + bh[0])
+    r = rec(x_t @ k_r + bi[1] + h_rec @ r_r + bh[1])
     if reset_after:
-        cand = act(x_t @ k_h + bi[2] + r * (h @ r_h + bh[2]))
+        cand = act(x_t @ k_h + bi[2] + r * (h_rec @ r_h + bh[2]))
     else:
-        cand = act(x_t @ k_h + bi[2] + (r * h) @ r_h)
+        cand = act(x_t @ k_h + bi[2] + (r * h_rec) @ r_h)
     return (z * h + (1.0 - z) * cand,)
 
 
@@ -89,10 +93,11 @@ N_STATES = {"simple_rnn": 1, "lstm": 2, "gru": 1}
 
 
 @functools.partial(jax.jit, static_argnames=("cell", "options"))
-def _step(params, x_row, t, state, *, cell, options):
-    """One step of one row, reading only `x_row[t]`. Jitted only so that the loop below costs
-    one dispatch per step (eager, op by op, it is ten times slower); the math is the same."""
-    return STEPS[cell](params, x_row[t], state, **dict(options))
+def _step(params, x_row, t, state, x_scale, h_scale, *, cell, options):
+    """One step of one row, reading only `x_row[t]`, its inputs and recurrent h scaled by the
+    row's dropout scales. Jitted only so that the loop below costs one dispatch per step
+    (eager, op by op, it is ten times slower); the math is the same."""
+    return STEPS[cell](params, x_row[t] * x_scale, state, state[0] * h_scale, **dict(options))
 
 
 def rnn_ref(
@@ -104,12 +109,15 @@ def rnn_ref(
     initial_state=None,
     reverse=False,
     zero_output_for_mask=False,
+    input_scale=None,
+    recurrent_scale=None,
     **cell_options,
 ):
     """The reference for `masking_jax.<cell>` with the same arguments and returns.
 
     `cell` is "simple_rnn", "lstm" or "gru"; `mask` a concrete boolean (B, T) array
-    or None. Computes in float32 (or x's dtype if wider).
+    or None. Computes in float32 (or x's dtype if wider). `input_scale` `(B, D)` and
+    `recurrent_scale` `(B, H)` are explicit dropout scales (`None`: no dropout).
     """
     x = jnp.asarray(x)
     dtype = jnp.promote_types(x.dtype, jnp.float32)
@@ -125,6 +133,9 @@ def rnn_ref(
     elif n_states == 1:
         initial_state = (initial_state,)
     order = range(steps - 1, -1, -1) if reverse else range(steps)
+    ones = functools.partial(jnp.ones, dtype=dtype)
+    x_scales = ones((batch, x.shape[2])) if input_scale is None else jnp.asarray(input_scale)
+    h_scales = ones((batch, hidden)) if recurrent_scale is None else jnp.asarray(recurrent_scale)
 
     outputs, finals = [], []
     for b in range(batch):
@@ -133,7 +144,7 @@ def rnn_ref(
         row = [None] * steps
         for t in order:
             if mask[b, t]:
-                state = step(params, x_row, t, state)
+                state = step(params, x_row, t, state, x_scales[b], h_scales[b])
                 row[t] = state[0]
             else:
                 row[t] = jnp.zeros_like(state[0]) if zero_output_for_mask else state[0]

@@ -145,9 +145,9 @@ def test_keras_cells_through_the_generic_contract_equal_their_fast_kernels(cell)
 
     def step(params, state, x_t):  # the reference cells, written for one row
         if cell == "lstm":
-            h, c = jax.vmap(lambda x, s: lstm_step(params, x, s))(x_t, state)
+            h, c = jax.vmap(lambda x, s: lstm_step(params, x, s, s[0]))(x_t, state)
             return (h, c), h
-        (h,) = jax.vmap(lambda x, s: gru_step(params, x, (s,)))(x_t, state)
+        (h,) = jax.vmap(lambda x, s: gru_step(params, x, (s,), s))(x_t, state)
         return h, h
 
     def loss(run, params, x):

@@ -26,7 +26,7 @@ def params(cell="lstm", **options):
         # x
         (lambda: mj.lstm(params(), X[0], MASK[0]), ValueError, r"`x` must be 3-D .*x\[None\]"),
         (lambda: mj.lstm(params(), X[..., 0]), ValueError, r"jax\.vmap.*x\[\.\.\., None\]"),
-        (lambda: mj.gru(params("gru"), X.astype(np.int32)), TypeError, "`x` must be a floating"),
+        (lambda: mj.gru(params("gru"), X.astype(np.complex64)), TypeError, "`x` must be a real"),
         # mask
         (lambda: mj.lstm(params(), X, MASK.astype(np.int32)), TypeError, r"astype\(bool\)"),
         (lambda: mj.lstm(params(), X, MASK[:, :2]), ValueError, "leading axes"),
@@ -100,6 +100,36 @@ def params(cell="lstm", **options):
         (lambda: mj.lstm(params(), X, reverse=jnp.array(True)), TypeError, "`reverse` must be"),
         (lambda: mj.lstm(params(), X, unroll=0), ValueError, "`unroll` must be >= 1"),
         (lambda: mj.lstm(params(), X, unroll=1.5), TypeError, r"`unroll` must be .*int"),
+        # dropout
+        (lambda: mj.lstm(params(), X, dropout=0.5), ValueError, r"`dropout_key` is required"),
+        (
+            lambda: mj.gru(params("gru"), X, recurrent_dropout=1.0, dropout_key=jax.random.key(0)),
+            ValueError,
+            r"`recurrent_dropout` must be in \[0, 1\).*got 1\.0",
+        ),
+        (lambda: mj.lstm(params(), X, dropout=-0.1), ValueError, r"`dropout` must be in \[0, 1\)"),
+        (
+            lambda: mj.lstm(params(), X, dropout=jnp.float32(0.5)),
+            TypeError,
+            r"`dropout` must be a Python float .*not an array",
+        ),
+        (
+            lambda: mj.lstm(params(), X, dropout=0.5, dropout_key=jnp.zeros(3)),
+            TypeError,
+            r"`dropout_key` must be one PRNG key.*shape \(3,\)",
+        ),
+        (
+            lambda: mj.lstm(
+                params(), X, recurrent_dropout=0.5, dropout_key=jax.random.key(0), use_cudnn=True
+            ),
+            ValueError,
+            "cuDNN has no recurrent dropout",
+        ),
+        (
+            lambda: mj.bidirectional(mj.gru, (params("gru"),) * 2, X, dropout_key=0),
+            TypeError,
+            "`dropout_key` must be one PRNG key",
+        ),
         # bidirectional and stacked
         (
             lambda: mj.bidirectional(mj.lstm, (params(), params()), X, merge_mode="max"),

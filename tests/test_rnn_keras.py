@@ -11,6 +11,7 @@ import pytest
 from rnn_reference import MASK_ROWS, padded_inputs, random_params, random_state
 
 import masking_jax as mj
+from masking_jax._rnn._dropout import dropout_scales
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 keras = pytest.importorskip("keras")
@@ -152,3 +153,28 @@ def test_initialisers_fit_keras_layers(cell):
     np.testing.assert_array_equal(params["bias"], fresh["bias"])
     with keras_promotion():
         layer.set_weights(keras_weights(params))
+
+
+@pytest.mark.parametrize(
+    ("cell", "options"),
+    [("simple_rnn", {}), ("lstm", {}), ("gru", {}), ("gru", {"reset_after": False})],
+    ids=["simple_rnn", "lstm", "gru", "gru_reset_before"],
+)
+def test_dropout_equals_keras_given_the_same_masks(cell, options):
+    """Keras keeps a call's dropout masks on its cell; set there, they are ours. With
+    `recurrent_dropout` its LSTM and GRU take one mask per gate: the same one for every gate
+    is our rule. Every mask layout of MASK_ROWS, in training mode."""
+    rng = np.random.default_rng(0)
+    params = random_params(cell, rng, D, H, **options)
+    x = padded_inputs(rng, MASK_ROWS, D, pad_value=0.0)
+    rates = {"dropout": 0.3, "recurrent_dropout": 0.4}
+    key = jax.random.key(3)
+    x_scale, h_scale = dropout_scales(key, B, D, H, *rates.values(), np.float32)
+    layer = keras_layer(cell, params, **rates, **options)
+    gates = {"simple_rnn": None, "lstm": 4, "gru": 3}[cell]
+    layer.cell._dropout_mask = x_scale if gates is None else [x_scale] * gates
+    layer.cell._recurrent_dropout_mask = h_scale if gates is None else [h_scale] * gates
+    with keras_promotion():
+        outputs, *states = layer(x, mask=MASK_ROWS, training=True)
+    ours = KERNELS[cell](params, x, MASK_ROWS, dropout_key=key, **rates, **options)
+    assert_matches_keras(ours, (np.asarray(outputs), [np.asarray(s) for s in states]))

@@ -8,5 +8,7 @@ Modules, one job each:
 - `_temporal`: layers that consume or reshape masks along time: global pooling,
   `TemporalSoftmax`, `TemporalSplit`, `TemporalConcat`.
 - `_recurrent`: `SimpleRNN`, `LSTM`, `GRU` over the core kernels, and `Bidirectional`.
+- `_rnn_options`: what the recurrent layers share: dropout from `rngs` in training,
+  and `RecurrentState`, the state a `stateful` layer keeps between calls.
 - `_keras_weights`: `load_keras_weights`, copying Keras 3 weights into these modules.
 """

@@ -8,12 +8,14 @@ import dataclasses
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from .._masks import Masked
 from .._rnn._kernels import rnn
 from ._arguments import check_bool, check_features, check_rngs, check_unroll
 from ._protocol import unpack
+from ._rnn_options import RecurrentState, carried_state, dropout_kwargs, dropout_options, keep_state
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,10 +58,26 @@ class RNN(nnx.Module):
         input positions.
       zero_output_for_mask: output zeros at padded steps instead of the previous output.
       unroll: `lax.scan` unrolling (`True`, `False` or a number of steps); speed only.
+      dropout: the fraction of input units dropped, in [0, 1): one mask `(B, D)` per
+        sequence, the same at every step, drawn from this layer's fork of `rngs`'
+        "dropout" stream; active unless `deterministic` (`model.eval()`), as for
+        `nnx.Dropout`. Recurrent dropout belongs to the cell, the one that knows
+        which part of its carry feeds the recurrence (the built-in `LSTM`, `GRU`,
+        `SimpleRNN` layers take `recurrent_dropout`).
+      stateful: keep the final carry (a `RecurrentState` variable, not a `Param`) and
+        start the next call from it: two calls on the halves of sequences equal one
+        call on the whole at real steps (with `reverse=False`). The batch size must
+        stay (else `ValueError`); `reset_state()` forgets it. No gradient flows from
+        one call into the last.
+      deterministic: start in evaluation mode (no dropout).
+      rngs: `nnx.Rngs` for `cell.initialize_carry` (its "carry" stream) and for
+        dropout (its "dropout" stream; either falls back to the default stream).
 
     Call: `layer(x, mask=None, *, initial_carry=None)` with `x` `(B, T, D)` (or a
     `Masked`, then sequence outputs come back `Masked`), `mask` bool `(B, T)`, True =
-    real step. Without `initial_carry` it is `cell.initialize_carry((B, D), rngs)`.
+    real step; integer or bool `x` is cast to the carry's dtype. Without
+    `initial_carry` it is the kept carry of a stateful layer, else
+    `cell.initialize_carry((B, D), rngs)`.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -84,6 +102,9 @@ class RNN(nnx.Module):
         reverse: bool = False,
         zero_output_for_mask: bool = False,
         unroll: bool | int = False,
+        dropout: float = 0.0,
+        stateful: bool = False,
+        deterministic: bool = False,
         rngs: nnx.Rngs | None = None,
     ):
         if not isinstance(cell, nnx.Module) or not callable(cell):
@@ -98,6 +119,9 @@ class RNN(nnx.Module):
         self.zero_output_for_mask = check_bool(zero_output_for_mask, "zero_output_for_mask")
         self.unroll = check_unroll(unroll)
         self.rngs = (check_rngs(rngs) if rngs is not None else nnx.Rngs(carry=0)).carry.fork()
+        dropout_options(self, dropout, 0.0, deterministic, rngs)
+        self.stateful = check_bool(stateful, "stateful")
+        self.states = RecurrentState(None) if self.stateful else None
 
     def initialize_carry(self, batch: int, in_features: int) -> Any:
         """The cell's initial carry for `(B, D)` inputs."""
@@ -111,6 +135,8 @@ class RNN(nnx.Module):
 
     def __call__(self, x: Any, mask: Any = None, *, initial_carry: Any = None) -> Any:
         x, mask, was_masked = unpack(x, mask)
+        if initial_carry is None and self.stateful and jnp.ndim(x) == 3:
+            initial_carry = carried_state(self, jnp.shape(x)[0])
         if initial_carry is None:
             shape = getattr(x, "shape", ())
             if len(shape) != 3:
@@ -126,13 +152,20 @@ class RNN(nnx.Module):
         zero_output = self.zero_output_for_mask and self.return_sequences
         outputs, carry = rnn(
             _CellStep(graphdef), state, x, mask, initial_carry, reverse=self.reverse,
-            zero_output_for_mask=zero_output, unroll=self.unroll,
+            zero_output_for_mask=zero_output, unroll=self.unroll, **dropout_kwargs(self),
         )  # fmt: skip
+        if self.stateful:
+            keep_state(self, carry)
         if self.return_sequences:
             y = Masked(outputs, mask) if was_masked else outputs
         else:
             y = outputs[:, 0] if self.reverse else outputs[:, -1]  # the last real output
         return (y, carry) if self.return_state else y
+
+    def reset_state(self) -> None:
+        """Forgets the kept carry: the next call starts from the initial one, any batch size."""
+        if self.stateful:
+            self.states.set_value(None)
 
     def compute_mask(self, x: Any, mask: Any = None) -> Any:
         """The mask of the main output: `mask` with `return_sequences`, else `None`."""

@@ -3,6 +3,7 @@
 Shape legend: B batch, T time steps, D input features, H hidden units. A mask is bool
 `(B, T)`, True = real step, False = padding. The layers hold Keras-named parameters
 and call the pure kernels of `masking_jax._rnn`; all the masking happens there.
+Dropout and `stateful` are shared with `RNN` (`_rnn_options`).
 """
 
 from collections.abc import Callable
@@ -12,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from .._checks import check_choice
+from .._checks import check_bool, check_choice
 from .._masks import Masked
 from .._rnn._activations import get_activation
 from .._rnn._init import init_gru_params, init_lstm_params, init_simple_rnn_params
@@ -27,6 +28,13 @@ from ._arguments import (
     check_unroll,
 )
 from ._protocol import unpack
+from ._rnn_options import (
+    RecurrentState,
+    carried_state,
+    dropout_kwargs,
+    dropout_options,
+    keep_state,
+)
 
 _ACTIVATION_OPTIONS = ("activation", "recurrent_activation")
 _FLAG_OPTIONS = ("unit_forget_bias", "use_cudnn", "reset_after")
@@ -54,6 +62,10 @@ class _RNN(nnx.Module):
         zero_output_for_mask: bool = False,
         use_bias: bool = True,
         unroll: bool | int = False,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        stateful: bool = False,
+        deterministic: bool = False,
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
         cell_options: dict[str, Any],
@@ -78,12 +90,15 @@ class _RNN(nnx.Module):
         check_rngs(rngs)
         self.cell_options = cell_options
         self.init_options = init_options
+        self.stateful = check_bool(stateful, "stateful")
+        self.states = RecurrentState(None) if self.stateful else None
         params = type(self)._init(
             rngs.params(), in_features, hidden_features, dtype=param_dtype, **init_options
         )
         self.kernel = nnx.Param(params["kernel"])
         self.recurrent_kernel = nnx.Param(params["recurrent_kernel"])
         self.bias = nnx.Param(params["bias"]) if use_bias else None
+        dropout_options(self, dropout, recurrent_dropout, deterministic, rngs)
 
     def _clone(self, rngs: nnx.Rngs, **changes: Any) -> "_RNN":
         """A freshly initialised layer of the same configuration, with `changes`."""
@@ -94,6 +109,10 @@ class _RNN(nnx.Module):
             "zero_output_for_mask": self.zero_output_for_mask,
             "use_bias": self.use_bias,
             "unroll": self.unroll,
+            "dropout": self.dropout,
+            "recurrent_dropout": self.recurrent_dropout,
+            "stateful": self.stateful,
+            "deterministic": self.deterministic,
             "param_dtype": self.param_dtype,
             **self.cell_options,
             **self.init_options,
@@ -112,7 +131,13 @@ class _RNN(nnx.Module):
     def _run(
         self, x: Any, mask: Any, initial_state: Any, zero_output_for_mask: bool
     ) -> tuple[jax.Array, tuple[jax.Array, ...]]:
-        """`(outputs (B, T, H), states)` with `states` a tuple: `(h,)` or LSTM's `(h, c)`."""
+        """`(outputs (B, T, H), states)` with `states` a tuple: `(h,)` or LSTM's `(h, c)`.
+
+        Draws this call's dropout masks unless `deterministic`; a stateful layer starts
+        from the state it keeps (unless `initial_state` is given) and keeps the new one.
+        """
+        if self.stateful and initial_state is None and jnp.ndim(x) == 3:
+            initial_state = carried_state(self, jnp.shape(x)[0])
         outputs, state = type(self)._kernel(
             self._params(),
             x,
@@ -122,8 +147,16 @@ class _RNN(nnx.Module):
             zero_output_for_mask=zero_output_for_mask,
             unroll=self.unroll,
             **self.cell_options,
+            **dropout_kwargs(self),
         )
+        if self.stateful:
+            keep_state(self, state)
         return outputs, self._as_tuple(state)
+
+    def reset_state(self) -> None:
+        """Forgets the kept state: the next call starts from zeros, with any batch size."""
+        if self.stateful:
+            self.states.set_value(None)
 
     def _as_tuple(self, state: Any) -> tuple[jax.Array, ...]:
         return tuple(state) if self._num_states == 2 else (state,)
@@ -164,14 +197,31 @@ def _rnn_doc(summary: str, cell_args: str, examples: str) -> str:
         previous output.
         `use_bias=True`: whether the layer has `bias`.
         `unroll=False`: `lax.scan` unrolling (`True`, `False` or a number of steps).
+        `dropout=0.0`, `recurrent_dropout=0.0`: the fractions, in [0, 1), of the
+        input units and of the units of h entering the recurrent matmul that are
+        dropped (Keras' options): one mask per sequence, drawn from the layer's
+        own fork of `rngs`' "dropout" stream, the same at every step, so results do
+        not depend on the padding layout. Active unless `deterministic` (set by
+        `model.eval()`, cleared by `model.train()`, as for `nnx.Dropout`); in
+        evaluation the layer equals the same layer without dropout.
+        `deterministic=False`: start in evaluation mode instead.
+        `stateful=False`: keep the final state (a `RecurrentState` variable, not
+        a `Param`) and start the next call from it, so two calls on the halves of
+        sequences equal one call on the whole (with `reverse=False`; row b
+        continues row b; the batch size must stay, else `ValueError`).
+        `reset_state()` forgets it. No gradient flows from one call into the last.
         `param_dtype=jnp.float32`: dtype of the parameters.
 
     Call: `layer(x, mask=None, *, initial_state=None)` with `x` `(B, T, D)` (or a
     `Masked`, then sequence outputs come back `Masked`), `mask` bool `(B, T)`, True =
     real step; padded steps are skipped and their content (even NaN) never matters.
+    Integer or bool `x` is cast to the computation dtype (float32 for float32
+    params), as in Keras and Flax. An `initial_state` overrides a stateful layer's
+    kept state for that call.
 
     Raises:
-      ValueError: at construction, for an unknown activation name.
+      ValueError: at construction, for an unknown activation name or a dropout rate
+        outside [0, 1).
 
     Examples:
 {examples}
@@ -351,6 +401,8 @@ class Bidirectional(nnx.Module):
     positions, so pre- and post-padded copies of a sequence give the same outputs at
     real steps. As in Keras, padded steps output zeros when returning sequences.
     With `return_state` it returns `(y, *forward_states, *backward_states)`.
+    Dropout and `stateful` are the layers' own: the default backward copy takes
+    `layer`'s options and draws its own dropout masks; `reset_state()` resets both.
 
     Examples:
       >>> bi = Bidirectional(LSTM(3, 4, return_sequences=True, rngs=nnx.Rngs(0)),
@@ -429,6 +481,11 @@ class Bidirectional(nnx.Module):
         runs = [layer._run(x, mask, s, zero_output_for_mask)
                 for layer, s in zip(layers, initial_states, strict=True)]  # fmt: skip
         return (runs[0][0], runs[1][0]), (runs[0][1], runs[1][1])
+
+    def reset_state(self) -> None:
+        """Forgets the kept state of both layers (see `stateful`)."""
+        self.forward_layer.reset_state()
+        self.backward_layer.reset_state()
 
     def compute_mask(self, x: Any, mask: Any = None) -> Any:
         """The mask of the main output (a pair for `merge_mode=None`), `None` without sequences."""

@@ -5,6 +5,7 @@ Modules, one job each (the compaction of any mask layout lives in `masking_jax/_
 - `_contract`: the cell contract (`Cell`, `GatedCell`) and `StepCell`, a user's step.
 - `_cells`: SimpleRNN, LSTM, GRU as `GatedCell`s, with their Keras weight layout.
 - `_activations`: activation names (Keras spelling) to functions.
+- `_dropout`: input and recurrent dropout, one mask per sequence (`RecurrentDropout`).
 - `_skip`: the chunked skipping skeleton that the forward and the backward pass share.
 - `_vjp`: the compacted scan and its custom VJP, per cell kind (its "tape").
 - `_driver`: `run`, the whole kernel after argument checks: compaction, the scan,

@@ -64,6 +64,18 @@ class KerasCell(GatedCell):
     def output(self, state: Any) -> jax.Array:
         return state
 
+    def gate_math_dropped(
+        self, gate_params: Any, preact: Any, state: Any, recurrent_scale: jax.Array
+    ) -> tuple[Any, jax.Array]:
+        """`gate_math` when recurrent dropout scales h by `recurrent_scale` `(B, H)`.
+
+        The recurrent matmul has already seen the dropped h, so this is `gate_math`;
+        a cell that multiplies h by a weight elsewhere (GRU with `reset_after=False`)
+        drops it there too.
+        """
+        del recurrent_scale
+        return self.gate_math(gate_params, preact, state)
+
     def zero_state(self, batch: int, hidden: int, dtype: Any) -> Any:
         """The default initial state: zeros, `(B, H)` per state."""
         zeros = tuple(jnp.zeros((batch, hidden), dtype) for _ in self.state_names)
@@ -171,6 +183,17 @@ class GRUCell(KerasCell):
     def gate_math(
         self, gate_params: Any, preact: tuple[jax.Array, ...], h: jax.Array
     ) -> tuple[jax.Array, jax.Array]:
+        return self._gate_math(gate_params, preact, h, h)
+
+    def gate_math_dropped(
+        self, gate_params: Any, preact: Any, h: jax.Array, recurrent_scale: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        return self._gate_math(gate_params, preact, h, h * recurrent_scale)
+
+    def _gate_math(
+        self, gate_params: Any, preact: tuple[jax.Array, ...], h: jax.Array, h_in: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        """The gates from `preact`; `h_in` (h, or h dropped) enters the candidate's matmul."""
         zr, x_h = preact[0], preact[1]
         hidden = h.shape[-1]
         if self.reset_after:
@@ -182,7 +205,7 @@ class GRUCell(KerasCell):
         if self.reset_after:
             candidate = self.activation(x_h + r * r_h)
         else:
-            candidate = self.activation(x_h + (r * h) @ gate_params)
+            candidate = self.activation(x_h + (r * h_in) @ gate_params)
         h = z * h + (1 - z) * candidate
         return h, h
 

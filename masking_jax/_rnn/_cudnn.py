@@ -48,9 +48,11 @@ def cudnn_unavailable() -> str | None:
     return None
 
 
-def check_cudnn(cell: KerasCell, dtype: Any) -> None:
+def check_cudnn(cell: KerasCell, dtype: Any, *, recurrent_dropout: float = 0.0) -> None:
     """Raises `ValueError` unless `use_cudnn=True` can run `cell` in `dtype` here."""
     problems = []
+    if recurrent_dropout:
+        problems.append(f"cuDNN has no recurrent dropout (recurrent_dropout={recurrent_dropout})")
     if not isinstance(cell, LSTMCell):
         problems.append(f"cuDNN runs only the LSTM, not {cell.name}")
     elif (cell.activation, cell.recurrent_activation) != (

@@ -11,6 +11,8 @@ rules:
 
 How it runs:
 
+0. Dropout, when asked (`_dropout`): `x` scaled by each row's input mask; a
+   recurrent mask joins the state and the cell becomes `RecurrentDropout`.
 1. Compaction (`_layout`): each row's real steps, in processing order, to the front
    of a time-major array, zeros after, so every layout runs one post-padded loop.
    With more than one block of rows (`_skip.blocking`) the rows are also sorted
@@ -35,6 +37,7 @@ import jax.numpy as jnp
 
 from .._layout import compacted_inputs, compaction, outputs_at_inputs
 from ._contract import Cell
+from ._dropout import RecurrentDropout, drop_inputs
 from ._skip import blocking, chunking
 from ._vjp import compacted_scan
 
@@ -52,6 +55,8 @@ def run(
     reverse: bool,
     zero_output_for_mask: bool,
     unroll: bool | int,
+    input_scale: jax.Array | None = None,
+    recurrent_scale: jax.Array | None = None,
 ) -> tuple[jax.Array, Any]:
     """Runs `cell` over checked arguments.
 
@@ -64,17 +69,23 @@ def run(
         reverse: consume each row's real steps from last to first.
         zero_output_for_mask: zeros at padded steps instead of the previous output.
         unroll: steps of a chunk unrolled in the scan (`True`: the whole chunk).
+        input_scale: `(B, D)` input dropout scale of each row, or `None` (`_dropout`).
+        recurrent_scale: `(B, H)` recurrent dropout scale of each row, or `None`;
+            needs a `KerasCell`.
 
     Returns:
         `(outputs, final_state)`: outputs `(B, T, H)` in the dtype of the cell's
         output, the state after each row's last real step.
     """
+    x = drop_inputs(x, input_scale)
+    if recurrent_scale is not None:  # the scale rides in the state: `(state, scale)`
+        cell, state = RecurrentDropout(cell), (state, recurrent_scale)
     batch, steps = x.shape[:2]
     x_t = jax.ShapeDtypeStruct((batch, *x.shape[2:]), x.dtype)
     output = jax.eval_shape(cell.step, params, state, x_t)[1]  # (B, H)
     initial_output = cell.initial_output(params, state, output)
     if steps == 0 or batch == 0:  # nothing to run: the initial state, no outputs
-        return jnp.zeros((batch, steps, *output.shape[1:]), output.dtype), state
+        return jnp.zeros((batch, steps, *output.shape[1:]), output.dtype), _own(cell, state)
 
     # A mask known at compile time (closed over) must not be constant-folded: XLA would
     # evaluate the compaction, and the scatter in its gradient, while compiling.
@@ -107,4 +118,9 @@ def run(
         out_c, mask, compacted, initial_output,
         zero_output_for_mask=zero_output_for_mask, where_row=where_row,
     )  # fmt: skip
-    return outputs, jax.tree.map(by_input_rows, final)
+    return outputs, _own(cell, jax.tree.map(by_input_rows, final))
+
+
+def _own(cell: Cell, state: Any) -> Any:
+    """The cell's own state, without a recurrent dropout scale riding along."""
+    return state[0] if isinstance(cell, RecurrentDropout) else state

@@ -8,13 +8,16 @@ dtype policy of the Keras cells: the state is carried, and all arithmetic done, 
 float32 for float32, bfloat16 and float16 `x` (float64 for float64 `x`); params and
 the initial state are cast to it. Outputs come back in `x`'s dtype; final states
 stay in the state dtype (float32 for bfloat16 `x`), so a continued sequence loses
-nothing. `rnn` runs a user's cell in the dtypes it is given.
+nothing. Integer or bool `x` (as Keras and Flax take it) is cast to the params'
+dtype, at least float32, and the outputs come back in that dtype. `rnn` runs a
+user's cell in the dtypes it is given, integer `x` cast to the state's dtype.
 """
 
 from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from .._checks import check_bool
 from ._activations import Activation, get_activation
@@ -22,7 +25,9 @@ from ._cells import GRUCell, KerasCell, LSTMCell, SimpleRNNCell
 from ._contract import StepCell
 from ._cudnn import check_cudnn, run_lstm_cudnn
 from ._driver import run
+from ._dropout import drop_inputs, dropout_scales
 from ._validate import (
+    check_dropout,
     check_initial_state,
     check_mask,
     check_params,
@@ -51,7 +56,8 @@ def _checked(
 
 def _run_one(
     cell: KerasCell, params: Params, x: Any, mask: Any, initial_state: Any, *,
-    reverse: Any, zero_output_for_mask: Any, unroll: Any, use_cudnn: Any = False,
+    reverse: Any, zero_output_for_mask: Any, unroll: Any, dropout: Any,
+    recurrent_dropout: Any, dropout_key: Any, use_cudnn: Any = False,
 ) -> tuple[jax.Array, Any]:  # fmt: skip
     """Checks the arguments and runs a Keras cell: the scan, or cuDNN with `use_cudnn`."""
     check_reverse_mode(params, x, initial_state)
@@ -60,16 +66,26 @@ def _run_one(
     reverse = check_bool(reverse, "reverse")
     zero_output_for_mask = check_bool(zero_output_for_mask, "zero_output_for_mask")
     unroll = check_unroll(unroll)
+    dropout, recurrent_dropout, key = check_dropout(dropout, recurrent_dropout, dropout_key)
     arrays, state = _checked(cell, params, x, initial_state)
     dtype = jax.tree.leaves(state)[0].dtype
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(dtype)
+    batch, _, in_features = x.shape
+    input_scale, recurrent_scale = dropout_scales(
+        key, batch, in_features, arrays["recurrent_kernel"].shape[0], dropout,
+        recurrent_dropout, dtype,
+    )  # fmt: skip
     if check_bool(use_cudnn, "use_cudnn"):
-        check_cudnn(cell, dtype)
+        check_cudnn(cell, dtype, recurrent_dropout=recurrent_dropout)
         return run_lstm_cudnn(
-            arrays, x, mask, state, reverse=reverse, zero_output_for_mask=zero_output_for_mask
-        )
+            arrays, drop_inputs(x, input_scale), mask, state, reverse=reverse,
+            zero_output_for_mask=zero_output_for_mask,
+        )  # fmt: skip
     outputs, final = run(
         cell, arrays, x.astype(dtype), mask, state, reverse=reverse,
-        zero_output_for_mask=zero_output_for_mask, unroll=unroll,
+        zero_output_for_mask=zero_output_for_mask, unroll=unroll, input_scale=input_scale,
+        recurrent_scale=recurrent_scale,
     )  # fmt: skip
     return outputs.astype(x.dtype), final
 
@@ -109,6 +125,9 @@ def simple_rnn(
     zero_output_for_mask: bool = False,
     activation: Activation = "tanh",
     unroll: bool | int = False,
+    dropout: float = 0.0,
+    recurrent_dropout: float = 0.0,
+    dropout_key: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """A masked SimpleRNN, `h_t = activation(x_t K + h_{t-1} R + b)`, like Keras `SimpleRNN`.
 
@@ -119,7 +138,8 @@ def simple_rnn(
     Args:
         params: mapping in the Keras 3 layout: `kernel` `(D, H)`, `recurrent_kernel`
             `(H, H)`, `bias` `(H,)` (or `None`). Keras weights drop in unchanged.
-        x: inputs `(B, T, D)`, floating.
+        x: inputs `(B, T, D)`: floating, or integer / bool (cast to the computation
+            dtype, the params' dtype and at least float32).
         mask: boolean `(B, T)`, True = real step, False = padding; `None` = all real.
             Integer masks are rejected (pass `mask.astype(bool)`).
         initial_state: h `(B, H)`; zeros by default.
@@ -132,11 +152,21 @@ def simple_rnn(
         unroll: `lax.scan` unrolling: `True` (full), `False`, or a number of steps.
             It changes speed only, never results (unlike Keras `unroll=True`, which
             ignores `zero_output_for_mask`).
+        dropout: the fraction of input units dropped, in [0, 1): one mask `(B, D)`
+            per sequence, the same at every step, kept units scaled by
+            `1 / (1 - dropout)` (Keras `dropout` in training).
+        recurrent_dropout: the fraction of the units of h dropped where h enters the
+            recurrent matmul (the carried state itself is not dropped), in [0, 1):
+            one mask `(B, H)` per sequence, the same at every step.
+        dropout_key: the `jax.random.key` the masks are drawn from (split in two:
+            inputs, recurrent); required with a nonzero rate, a fresh one per
+            training step. A row's masks do not depend on the padding layout, so
+            pre-, post-padded and gappy rows give the same results.
 
     Returns:
-        `(outputs, h)`: outputs `(B, T, H)` in `x`'s dtype, and the state after the
-        last valid step `(B, H)` (float32 for low-precision `x`). A fully masked row
-        returns its initial state.
+        `(outputs, h)`: outputs `(B, T, H)` in `x`'s dtype (the computation dtype for
+        integer `x`), and the state after the last valid step `(B, H)` (float32 for
+        low-precision `x`). A fully masked row returns its initial state.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -149,10 +179,15 @@ def simple_rnn(
         ((2, 5, 8), (2, 8))
         >>> bool(jnp.allclose(h[1], outputs[1, 1]))  # the state after the last valid step
         True
+        >>> training, _ = mj.simple_rnn(params, x, mask, dropout=0.2, recurrent_dropout=0.2,
+        ...                             dropout_key=jax.random.key(1))  # a fresh key per step
+        >>> bool(jnp.allclose(training, outputs))
+        False
     """
     return _run_one(
         _simple_rnn_cell(activation), params, x, mask, initial_state, reverse=reverse,
-        zero_output_for_mask=zero_output_for_mask, unroll=unroll,
+        zero_output_for_mask=zero_output_for_mask, unroll=unroll, dropout=dropout,
+        recurrent_dropout=recurrent_dropout, dropout_key=dropout_key,
     )  # fmt: skip
 
 
@@ -167,6 +202,9 @@ def lstm(
     activation: Activation = "tanh",
     recurrent_activation: Activation = "sigmoid",
     unroll: bool | int = False,
+    dropout: float = 0.0,
+    recurrent_dropout: float = 0.0,
+    dropout_key: jax.Array | None = None,
     use_cudnn: bool = False,
 ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
     """A masked LSTM with Keras 3 `LSTM` semantics and weight layout.
@@ -179,7 +217,8 @@ def lstm(
     Args:
         params: mapping in the Keras 3 layout: `kernel` `(D, 4H)`, `recurrent_kernel`
             `(H, 4H)`, `bias` `(4H,)` (or `None`), gates in the order i, f, c, o.
-        x: inputs `(B, T, D)`, floating.
+        x: inputs `(B, T, D)`: floating, or integer / bool (cast to the computation
+            dtype, the params' dtype and at least float32).
         mask: boolean `(B, T)`, True = real step, False = padding; `None` = all real.
             Integer masks are rejected (pass `mask.astype(bool)`).
         initial_state: the pair `(h, c)`, each `(B, H)`; zeros by default.
@@ -192,15 +231,26 @@ def lstm(
         unroll: `lax.scan` unrolling: `True` (full), `False`, or a number of steps.
             It changes speed only, never results (unlike Keras `unroll=True`, which
             ignores `zero_output_for_mask`).
+        dropout: the fraction of input units dropped, in [0, 1): one mask `(B, D)`
+            per sequence, the same at every step, kept units scaled by
+            `1 / (1 - dropout)` (Keras `dropout` in training).
+        recurrent_dropout: the fraction of the units of h dropped where h enters the
+            recurrent matmul (the carried state itself is not dropped), in [0, 1):
+            one mask `(B, H)` per sequence, the same at every step.
+        dropout_key: the `jax.random.key` the masks are drawn from (split in two:
+            inputs, recurrent); required with a nonzero rate, a fresh one per
+            training step. A row's masks do not depend on the padding layout, so
+            pre-, post-padded and gappy rows give the same results.
         use_cudnn: run on cuDNN (`jax.experimental.rnn`) instead of the masked scan,
             with the same results and masking rules for any mask layout (rows of
             length 0 included). Needs a CUDA GPU, the default activations and float32
             state, else raises `ValueError`. Opt-in: not yet timed on a GPU here.
 
     Returns:
-        `(outputs, (h, c))`: outputs `(B, T, H)` in `x`'s dtype, and the state after
-        the last valid step, h and c `(B, H)` each (float32 for low-precision `x`).
-        A fully masked row returns its initial state.
+        `(outputs, (h, c))`: outputs `(B, T, H)` in `x`'s dtype (the computation dtype
+        for integer `x`), and the state after the last valid step, h and c `(B, H)`
+        each (float32 for low-precision `x`). A fully masked row returns its initial
+        state.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -217,6 +267,7 @@ def lstm(
     return _run_one(
         _lstm_cell(activation, recurrent_activation), params, x, mask, initial_state,
         reverse=reverse, zero_output_for_mask=zero_output_for_mask, unroll=unroll,
+        dropout=dropout, recurrent_dropout=recurrent_dropout, dropout_key=dropout_key,
         use_cudnn=use_cudnn,
     )  # fmt: skip
 
@@ -233,6 +284,9 @@ def gru(
     recurrent_activation: Activation = "sigmoid",
     reset_after: bool = True,
     unroll: bool | int = False,
+    dropout: float = 0.0,
+    recurrent_dropout: float = 0.0,
+    dropout_key: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """A masked GRU with Keras 3 `GRU` semantics and weight layout.
 
@@ -246,7 +300,8 @@ def gru(
             `(H, 3H)`, gates in the order z, r, h; `bias` `(2, 3H)` with
             `reset_after=True` (row 0 input bias, row 1 recurrent bias), `(3H,)` with
             `reset_after=False`, or `None`.
-        x: inputs `(B, T, D)`, floating.
+        x: inputs `(B, T, D)`: floating, or integer / bool (cast to the computation
+            dtype, the params' dtype and at least float32).
         mask: boolean `(B, T)`, True = real step, False = padding; `None` = all real.
             Integer masks are rejected (pass `mask.astype(bool)`).
         initial_state: h `(B, H)`; zeros by default.
@@ -261,11 +316,21 @@ def gru(
         unroll: `lax.scan` unrolling: `True` (full), `False`, or a number of steps.
             It changes speed only, never results (unlike Keras `unroll=True`, which
             ignores `zero_output_for_mask`).
+        dropout: the fraction of input units dropped, in [0, 1): one mask `(B, D)`
+            per sequence, the same at every step, kept units scaled by
+            `1 / (1 - dropout)` (Keras `dropout` in training).
+        recurrent_dropout: the fraction of the units of h dropped where h enters the
+            recurrent matmul (the carried state itself is not dropped), in [0, 1):
+            one mask `(B, H)` per sequence, the same at every step.
+        dropout_key: the `jax.random.key` the masks are drawn from (split in two:
+            inputs, recurrent); required with a nonzero rate, a fresh one per
+            training step. A row's masks do not depend on the padding layout, so
+            pre-, post-padded and gappy rows give the same results.
 
     Returns:
-        `(outputs, h)`: outputs `(B, T, H)` in `x`'s dtype, and the state after the
-        last valid step `(B, H)` (float32 for low-precision `x`). A fully masked row
-        returns its initial state.
+        `(outputs, h)`: outputs `(B, T, H)` in `x`'s dtype (the computation dtype for
+        integer `x`), and the state after the last valid step `(B, H)` (float32 for
+        low-precision `x`). A fully masked row returns its initial state.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -282,7 +347,8 @@ def gru(
     return _run_one(
         _gru_cell(activation, recurrent_activation, reset_after), params, x, mask,
         initial_state, reverse=reverse, zero_output_for_mask=zero_output_for_mask,
-        unroll=unroll,
+        unroll=unroll, dropout=dropout, recurrent_dropout=recurrent_dropout,
+        dropout_key=dropout_key,
     )  # fmt: skip
 
 
@@ -296,6 +362,8 @@ def rnn(
     reverse: bool = False,
     zero_output_for_mask: bool = False,
     unroll: bool | int = False,
+    dropout: float = 0.0,
+    dropout_key: jax.Array | None = None,
 ) -> tuple[jax.Array, Any]:
     """Runs any recurrent cell over masked sequences, with the rules of the built-in kernels.
 
@@ -315,7 +383,8 @@ def rnn(
         params: any pytree of arrays the step reads (its weights). Floating leaves
             are differentiated; any others (integer tables, PRNG keys) are passed
             through with no gradient.
-        x: inputs `(B, T, D)`, floating.
+        x: inputs `(B, T, D)`: floating, or integer / bool (cast to the dtype of
+            `initial_state`, its leaves' promoted dtype).
         mask: boolean `(B, T)`, True = real step, False = padding; `None` = all real.
         initial_state: the state before the first step, a pytree of floating
             `(B, ...)` arrays (e.g. h, or a tuple (h, c)).
@@ -324,6 +393,13 @@ def rnn(
         zero_output_for_mask: output zeros at padded steps.
         unroll: `lax.scan` unrolling: `True` (a whole chunk of steps), `False`, or a
             number of steps; it changes speed only.
+        dropout: the fraction of input units dropped, in [0, 1): one mask `(B, D)`
+            per sequence, the same at every step, kept units scaled by
+            `1 / (1 - dropout)`. (Recurrent dropout belongs to the cell: only it
+            knows which part of its state enters the recurrence; the built-in
+            kernels have `recurrent_dropout`.)
+        dropout_key: the `jax.random.key` the mask is drawn from, as in `lstm`;
+            required with a nonzero `dropout`.
 
     Returns:
         `(outputs, final_state)`: outputs `(B, T, H)` in `y_t`'s dtype, and the state
@@ -352,11 +428,16 @@ def rnn(
     check_reverse_mode(params, x, initial_state)
     x = check_x(x)
     mask = check_mask(mask, x)
+    dropout, _, key = check_dropout(dropout, 0.0, dropout_key)
     params = check_pytree_params(params)
     state = check_pytree_state(initial_state, x.shape[0])
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.result_type(*jax.tree.leaves(state)))
     check_step_output(step, params, state, x)
+    batch, _, in_features = x.shape
+    input_scale, _ = dropout_scales(key, batch, in_features, 0, dropout, 0.0, x.dtype)
     return run(
         StepCell(step), params, x, mask, state, reverse=check_bool(reverse, "reverse"),
         zero_output_for_mask=check_bool(zero_output_for_mask, "zero_output_for_mask"),
-        unroll=check_unroll(unroll),
+        unroll=check_unroll(unroll), input_scale=input_scale,
     )  # fmt: skip

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_choice
+from ._validate import check_key
 
 Kernel = Callable[..., tuple[Any, Any]]
 
@@ -70,7 +71,8 @@ def bidirectional(
         zero_output_for_mask: zeros at masked steps (Keras `Bidirectional` forces this
             when returning sequences); `False` gives each direction's previous output.
         **kernel_kwargs: passed to both passes (`activation`, `unroll`, ...). `reverse`
-            is set by this function.
+            is set by this function; a `dropout_key` is split in two, so the
+            directions draw independent dropout masks.
 
     Returns:
         `(outputs, (forward_state, backward_state))`.
@@ -97,9 +99,26 @@ def bidirectional(
         else _check_pair(initial_state, "initial_state", "initial states")
     )
     kwargs = dict(kernel_kwargs, zero_output_for_mask=zero_output_for_mask)
-    out_f, state_f = kernel(params_f, x, mask, initial_state=state_f, reverse=False, **kwargs)
-    out_b, state_b = kernel(params_b, x, mask, initial_state=state_b, reverse=True, **kwargs)
+    key_f, key_b = split_dropout_key(kwargs, 2)
+    out_f, state_f = kernel(
+        params_f, x, mask, initial_state=state_f, reverse=False, **kwargs, **key_f
+    )
+    out_b, state_b = kernel(
+        params_b, x, mask, initial_state=state_b, reverse=True, **kwargs, **key_b
+    )
     return merge_outputs(merge_mode, out_f, out_b), (state_f, state_b)
+
+
+def split_dropout_key(kwargs: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """Takes `dropout_key` out of `kwargs`: `n` keyword dicts, each with its own key.
+
+    Each kernel call then draws its own masks; without a key, `n` empty dicts.
+    """
+    key = kwargs.pop("dropout_key", None)
+    if key is None:
+        return [{} for _ in range(n)]
+    keys = jax.random.split(check_key(key, "dropout_key"), n)
+    return [{"dropout_key": k} for k in keys]
 
 
 def merge_outputs(merge_mode: str | None, forward: Any, backward: Any) -> Any:
@@ -147,7 +166,8 @@ def stacked_rnn(
         mask: boolean `(B, T)`, True = real step, False = padding; `None` = all real.
         initial_state: `None`, or a sequence with one initial state (or `None`) per
             layer.
-        **kernel_kwargs: passed to every layer (`reverse`, `zero_output_for_mask`, ...).
+        **kernel_kwargs: passed to every layer (`reverse`, `zero_output_for_mask`, ...);
+            a `dropout_key` is split, one key per layer.
 
     Returns:
         `(outputs, states)`: the last layer's outputs `(B, T, H_last)` and the list of
@@ -187,8 +207,10 @@ def stacked_rnn(
             f"{len(states)} for {n} layers."
         )
     outputs, final_states = x, []
+    kernel_kwargs = dict(kernel_kwargs)
+    keys = split_dropout_key(kernel_kwargs, n)
     for i, (k, p, s) in enumerate(zip(kernels, params, states, strict=True)):
-        outputs, state = k(p, outputs, mask, initial_state=s, **kernel_kwargs)
+        outputs, state = k(p, outputs, mask, initial_state=s, **kernel_kwargs, **keys[i])
         if not isinstance(outputs, jax.Array):
             raise TypeError(
                 f"layer {i} returned {type(outputs).__name__}, not an array of outputs; a "

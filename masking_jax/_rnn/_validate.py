@@ -7,6 +7,7 @@ What a Keras cell's params and states look like comes from the cell itself
 Shape legend: B batch, T time steps, D input features, H hidden units.
 """
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,7 +16,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax.interpreters import ad
 
-from .._checks import MASK_POLARITY, align_mask, as_array, as_bool_mask, check_int, check_rank
+from .._checks import (
+    MASK_POLARITY,
+    align_mask,
+    as_array,
+    as_bool_mask,
+    check_int,
+    check_rank,
+    check_rate,
+)
 from ._cells import KerasCell
 
 PARAM_KEYS = ("kernel", "recurrent_kernel", "bias")
@@ -51,15 +60,54 @@ def check_reverse_mode(*arguments: Any) -> None:
 
 
 def check_x(x: Any) -> jax.Array:
-    """Returns `x` as a floating `(B, T, D)` array, or raises."""
+    """Returns `x` as a real `(B, T, D)` array (floating, integer or bool), or raises.
+
+    Integer and bool inputs are cast later to the dtype the kernel computes in, as
+    Keras and Flax cast them.
+    """
     x = as_array(x, "x")
     check_rank(x, "x", 3, "(B, T, D): batch, time, features", _X_HINT)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
+    if not is_real(x.dtype):
         raise TypeError(
-            f"`x` must be a floating array; got dtype {x.dtype}. Token ids must be embedded "
-            "first (e.g. `params[ids]` with an embedding table)."
+            f"`x` must be a real (floating, integer or bool) array; got dtype {x.dtype}."
         )
     return x
+
+
+def is_real(dtype: Any) -> bool:
+    """True for floating, integer and bool dtypes (what an RNN's `x` may be)."""
+    return any(jnp.issubdtype(dtype, kind) for kind in (jnp.floating, jnp.integer, jnp.bool_))
+
+
+def check_dropout(
+    dropout: Any, recurrent_dropout: Any, dropout_key: Any
+) -> tuple[float, float, jax.Array | None]:
+    """The two dropout rates as floats in [0, 1), and the key that draws their masks.
+
+    A nonzero rate needs `dropout_key` (a `jax.random.key`, or a legacy uint32 `(2,)` key).
+    """
+    rates = check_rate(dropout, "dropout"), check_rate(recurrent_dropout, "recurrent_dropout")
+    if not any(rates):
+        return (*rates, None)
+    if dropout_key is None:
+        raise ValueError(
+            f"`dropout_key` is required with dropout={rates[0]} and recurrent_dropout="
+            f"{rates[1]}: pass a fresh `jax.random.key` for each training step (a rate of 0 "
+            "turns dropout off, e.g. for evaluation)."
+        )
+    return (*rates, check_key(dropout_key, "dropout_key"))
+
+
+def check_key(key: Any, name: str) -> jax.Array:
+    """Returns `key` if it is one PRNG key (typed, or a legacy uint32 `(2,)`), else raises."""
+    key = key if isinstance(key, jax.Array) else jnp.asarray(key)
+    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ()
+    if not typed and not (key.dtype == jnp.uint32 and key.shape == (2,)):
+        raise TypeError(
+            f"`{name}` must be one PRNG key, `jax.random.key(seed)` (or a legacy uint32 "
+            f"(2,) `jax.random.PRNGKey`); got dtype {key.dtype} and shape {tuple(key.shape)}."
+        )
+    return key
 
 
 def check_mask(mask: Any, x: jax.Array) -> jax.Array:
@@ -130,8 +178,12 @@ def state_dtype(x: jax.Array, params: Mapping[str, Any]) -> np.dtype:
     float32 for float32, bfloat16 and float16 inputs (low-precision inputs accumulate
     their state in float32); float64 for float64 inputs. Parameters are cast to it,
     and must not be wider than it: float64 params with float32 `x` raise rather than
-    silently lose precision.
+    silently lose precision. Integer or bool `x` takes the params' dtype (at least
+    float32), and is cast to it.
     """
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        widths = [v.dtype for v in params.values() if v is not None]
+        return np.dtype(functools.reduce(jnp.promote_types, widths, jnp.float32))
     dtype = jnp.promote_types(x.dtype, jnp.float32)
     for key in PARAM_KEYS:
         value = params[key]
