@@ -11,9 +11,7 @@ import jax
 from flax import nnx
 
 from .._checks import check_bool
-from .._masks import Masked
-from .._rnn._kernels import rnn
-from ._protocol import unpack
+from .._layer_calls import run_cell_layer, step_input_shape, unpack
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,24 +110,14 @@ class RNN(nnx.Module):
     def __call__(self, x: Any, mask: Any = None, *, initial_carry: Any = None) -> Any:
         x, mask, was_masked = unpack(x, mask)
         if initial_carry is None:
-            shape = getattr(x, "shape", ())
-            if len(shape) != 3:
-                raise ValueError(
-                    f"`x` must be 3-D (B, T, D): batch, time, features; got shape {shape}."
-                )
-            initial_carry = self.initialize_carry(shape[0], shape[2])
+            initial_carry = self.initialize_carry(*step_input_shape(x))
         graphdef, state = nnx.split(self.cell)
-        # The last output of each row: with zeros at padded steps it would be lost.
-        zero_output = self.zero_output_for_mask and self.return_sequences
-        outputs, carry = rnn(
-            _CellStep(graphdef), state, x, mask, initial_carry, reverse=self.reverse,
-            zero_output_for_mask=zero_output, unroll=self.unroll,
+        return run_cell_layer(
+            _CellStep(graphdef), state, x, mask, initial_carry, was_masked=was_masked,
+            return_sequences=self.return_sequences, return_state=self.return_state,
+            reverse=self.reverse, zero_output_for_mask=self.zero_output_for_mask,
+            unroll=self.unroll,
         )  # fmt: skip
-        if self.return_sequences:
-            y = Masked(outputs, mask) if was_masked else outputs
-        else:
-            y = outputs[:, 0] if self.reverse else outputs[:, -1]  # the last real output
-        return (y, carry) if self.return_state else y
 
     def compute_mask(self, x: Any, mask: Any = None) -> Any:
         """The mask of the main output: `mask` with `return_sequences`, else `None`."""

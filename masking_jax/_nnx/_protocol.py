@@ -10,38 +10,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
+from .._layer_calls import split_masked as split_masked
+from .._layer_calls import unpack as unpack
 from .._masks import Masked
 
 #: Flax modules that act on each step alone, so they pass the mask on unchanged.
 POSITIONWISE_MODULES: tuple[type, ...] = (nnx.Linear, nnx.Dropout, nnx.LayerNorm, nnx.RMSNorm)
-
-
-def split_masked(x: Any, mask: Any, name: str = "x") -> tuple[Any, Any, bool]:
-    """`(data, mask, was_masked)`: opens a `Masked` input, or passes `x` and `mask` on.
-
-    Raises `TypeError` when `x` is a `Masked` and a `mask` is given as well.
-    """
-    if not isinstance(x, Masked):
-        return x, mask, False
-    if mask is not None:
-        raise TypeError(
-            f"`{name}` is a Masked, which carries its own mask; do not pass `mask=` too."
-        )
-    return x.data, x.mask, True
-
-
-def unpack(x: Any, mask: Any, name: str = "x") -> tuple[Any, Any, bool]:
-    """`split_masked` for layers that take one array `(B, T, ...)`, not a pytree of them."""
-    data, mask, was_masked = split_masked(x, mask, name)
-    if was_masked and not isinstance(data, jax.Array | np.ndarray):
-        raise TypeError(
-            f"`{name}.data` must be one array (B, T, ...) for this layer; got "
-            f"{type(data).__name__}. Apply the layer to each leaf with jax.tree.map."
-        )
-    return data, mask, was_masked
 
 
 def _takes_mask(layer: Any) -> bool:

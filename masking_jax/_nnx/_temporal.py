@@ -4,7 +4,7 @@ Shape legend: B batch, T time steps, D features. A mask is bool `(B, T)`, True =
 step, False = padding.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -12,25 +12,22 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from .._layer_calls import pool_over_time
 from .._masks import Masked, concat_time, split_time
-from .._ops import masked_max, masked_mean, masked_softmax
+from .._ops import masked_softmax
 from ._protocol import unpack
 
 
 class _GlobalPooling1D(nnx.Module):
     """Shared body of the global pooling layers: a reduction over time that ends the mask."""
 
-    _reduce: Callable[..., jax.Array]
-    _masked_reduce: Callable[..., jax.Array]
+    _kind: str  # "mean" or "max"
 
     def __init__(self, keepdims: bool = False):
         self.keepdims = bool(keepdims)
 
     def __call__(self, x: Any, mask: Any = None) -> jax.Array:
-        x, mask, _ = unpack(x, mask)
-        if mask is None:
-            return type(self)._reduce(x, axis=1, keepdims=self.keepdims)
-        return type(self)._masked_reduce(x, mask, axis=1, keepdims=self.keepdims)
+        return pool_over_time(type(self)._kind, x, mask, self.keepdims)
 
     def compute_mask(self, x: Any, mask: Any = None) -> None:
         return None
@@ -51,8 +48,7 @@ class GlobalAveragePooling1D(_GlobalPooling1D):
       Array([[2.]], dtype=float32)
     """
 
-    _reduce = staticmethod(jnp.mean)
-    _masked_reduce = staticmethod(masked_mean)
+    _kind = "mean"
 
 
 class GlobalMaxPooling1D(_GlobalPooling1D):
@@ -71,8 +67,7 @@ class GlobalMaxPooling1D(_GlobalPooling1D):
       Array([[3.]], dtype=float32)
     """
 
-    _reduce = staticmethod(jnp.max)
-    _masked_reduce = staticmethod(masked_max)
+    _kind = "max"
 
 
 class TemporalSoftmax(nnx.Module):
