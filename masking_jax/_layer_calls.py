@@ -70,56 +70,52 @@ def step_input_shape(x: Any) -> tuple[int, int]:
 
 
 def run_cell_layer(
+    layer: Any,
     step: Callable[[Any, Any, jax.Array], tuple[Any, jax.Array]],
     params: Any,
     x: Any,
     mask: Any,
     initial_carry: Any,
-    *,
     was_masked: bool,
-    return_sequences: bool,
-    return_state: bool,
-    reverse: bool,
-    zero_output_for_mask: bool,
-    unroll: bool | int,
 ) -> Any:
     """A cell layer's result: `step` run by `masking_jax.rnn`, then the outputs picked.
 
     Args:
+      layer: what holds the layer's options, as attributes: `return_sequences` (all
+        outputs `(B, T, H)`, else the output after each row's last real step `(B, H)`,
+        zeros for an empty row), `return_state` (also return the final carry: `(y,
+        carry)`), and `reverse`, `zero_output_for_mask`, `unroll` as for `rnn`.
       step: the cell as `step(params, carry, x_t) -> (carry, y_t)`.
       params: the cell's variables, any pytree of arrays.
       x: `(B, T, D)`.
       mask: bool `(B, T)` (True = real step) or `None`.
       initial_carry: the carry before the first step, in the cell's structure.
       was_masked: whether the input came as a `Masked` (then sequences go out as one).
-      return_sequences: all outputs `(B, T, H)`, else the output after each row's last
-        real step `(B, H)` (zeros for an empty row).
-      return_state: also return the final carry: `(y, carry)`.
-      reverse, zero_output_for_mask, unroll: as for `masking_jax.rnn`.
 
     Examples:
+      >>> import types
       >>> def step(p, h, x_t):
       ...     h = jnp.tanh(x_t @ p + h)
       ...     return h, h
+      >>> options = types.SimpleNamespace(return_sequences=False, return_state=True,
+      ...     reverse=False, zero_output_for_mask=True, unroll=1)
       >>> mask = jnp.array([[True, True, False]])
-      >>> y, h = run_cell_layer(step, jnp.ones((1, 2)), jnp.ones((1, 3, 1)), mask,
-      ...                       jnp.zeros((1, 2)), was_masked=False, return_sequences=False,
-      ...                       return_state=True, reverse=False, zero_output_for_mask=True,
-      ...                       unroll=1)
+      >>> y, h = run_cell_layer(options, step, jnp.ones((1, 2)), jnp.ones((1, 3, 1)), mask,
+      ...                       jnp.zeros((1, 2)), was_masked=False)
       >>> bool(jnp.all(y == h))  # the last output is kept even with zero_output_for_mask
       True
     """
     # The last output of each row: with zeros at padded steps it would be lost.
-    zero_output = zero_output_for_mask and return_sequences
+    zero_output = layer.zero_output_for_mask and layer.return_sequences
     outputs, carry = rnn(
-        step, params, x, mask, initial_carry, reverse=reverse,
-        zero_output_for_mask=zero_output, unroll=unroll,
+        step, params, x, mask, initial_carry, reverse=layer.reverse,
+        zero_output_for_mask=zero_output, unroll=layer.unroll,
     )  # fmt: skip
-    if return_sequences:
+    if layer.return_sequences:
         y = Masked(outputs, mask) if was_masked else outputs
     else:
-        y = outputs[:, 0] if reverse else outputs[:, -1]  # the last real output
-    return (y, carry) if return_state else y
+        y = outputs[:, 0] if layer.reverse else outputs[:, -1]  # the last real output
+    return (y, carry) if layer.return_state else y
 
 
 _POOLS = {"mean": (jnp.mean, masked_mean), "max": (jnp.max, masked_max)}

@@ -95,9 +95,7 @@ class RNN(nn.Module):
                 "`cell` must be a Flax Linen cell module (e.g. `nn.LSTMCell(H)`) with "
                 f"`__call__(carry, x_t)` and `initialize_carry`; got {type(self.cell).__name__}."
             )
-        for name in _FLAGS:
-            check_bool(getattr(self, name), name)
-        check_unroll(self.unroll)
+        check_options(self, _FLAGS)
         super().__post_init__()
 
     @nn.compact
@@ -119,12 +117,7 @@ class RNN(nn.Module):
         if self.is_initializing():  # the cell makes its variables at its first call
             self.cell(initial_carry, jnp.zeros((batch, features), jnp.asarray(x).dtype))
         cell, variables = self.cell.unbind()
-        return run_cell_layer(
-            _CellStep(cell), variables, x, mask, initial_carry, was_masked=was_masked,
-            return_sequences=self.return_sequences, return_state=self.return_state,
-            reverse=self.reverse, zero_output_for_mask=self.zero_output_for_mask,
-            unroll=self.unroll,
-        )  # fmt: skip
+        return run_cell_layer(self, _CellStep(cell), variables, x, mask, initial_carry, was_masked)
 
     def _initialize_carry(self, key: jax.Array | None, input_shape: tuple[int, int]) -> Any:
         initialize = getattr(self.cell, "initialize_carry", None)
@@ -134,6 +127,13 @@ class RNN(nn.Module):
                 "`initial_carry=` to the call."
             )
         return initialize(jax.random.key(0) if key is None else key, input_shape)
+
+
+def check_options(layer: nn.Module, flags: tuple[str, ...]) -> None:
+    """Raises unless each of `layer`'s `flags` is a bool and its `unroll` is valid."""
+    for name in flags:
+        check_bool(getattr(layer, name), name)
+    check_unroll(layer.unroll)
 
 
 def _mask_from_lengths(seq_lengths: Any, mask: Any, batch: int, steps: int) -> jax.Array:

@@ -13,15 +13,14 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from .._checks import check_bool, check_choice, check_int
+from .._checks import check_choice, check_int
 from .._layer_calls import step_input_shape, unpack
 from .._masks import Masked
 from .._rnn._activations import get_activation
 from .._rnn._init import init_gru_params, init_lstm_params, init_simple_rnn_params
 from .._rnn._kernels import gru, lstm, simple_rnn
 from .._rnn._layers import MERGE_MODES, _check_pair, merge_outputs
-from .._rnn._validate import check_unroll
-from ._any_cell import RNN
+from ._any_cell import RNN, check_options
 
 _FLAGS = ("return_sequences", "return_state", "reverse", "zero_output_for_mask", "use_bias")
 _ACTIVATION_OPTIONS = ("activation", "recurrent_activation")
@@ -63,9 +62,7 @@ class _KerasRNN(nn.Module):
 
     def __post_init__(self) -> None:
         check_int(self.features, "features", minimum=1)
-        for name in _FLAGS:
-            check_bool(getattr(self, name), name)
-        check_unroll(self.unroll)
+        check_options(self, _FLAGS)
         for name in _ACTIVATION_OPTIONS:  # fail when the layer is built, not at its first call
             if name in self._cell_options:
                 get_activation(getattr(self, name), name)

@@ -112,12 +112,7 @@ class RNN(nnx.Module):
         if initial_carry is None:
             initial_carry = self.initialize_carry(*step_input_shape(x))
         graphdef, state = nnx.split(self.cell)
-        return run_cell_layer(
-            _CellStep(graphdef), state, x, mask, initial_carry, was_masked=was_masked,
-            return_sequences=self.return_sequences, return_state=self.return_state,
-            reverse=self.reverse, zero_output_for_mask=self.zero_output_for_mask,
-            unroll=self.unroll,
-        )  # fmt: skip
+        return run_cell_layer(self, _CellStep(graphdef), state, x, mask, initial_carry, was_masked)
 
     def compute_mask(self, x: Any, mask: Any = None) -> Any:
         """The mask of the main output: `mask` with `return_sequences`, else `None`."""
