@@ -75,11 +75,13 @@ class _KerasRNN(nn.Module):
     def __call__(self, x: Any, mask: Any = None, *, initial_state: Any = None) -> Any:
         x, mask, was_masked = unpack(x, mask)
         in_features = step_input_shape(x)[1]
-        init = (type(self)._init, in_features, self.features, self.param_dtype,
-                self._options(self._init_options))  # fmt: skip
-        names = _PARAM_NAMES if self.use_bias else _PARAM_NAMES[:2]
-        params = {"bias": None, **{name: self.param(name, _keras_param, init[0], name, *init[1:])
-                                   for name in names}}  # fmt: skip
+        init_options = self._options(self._init_options)
+        params = {"bias": None}  # the kernels' layout without a bias
+        for name in _PARAM_NAMES if self.use_bias else _PARAM_NAMES[:2]:
+            params[name] = self.param(
+                name, _keras_param, type(self)._init, name, in_features, self.features,
+                self.param_dtype, init_options,
+            )  # fmt: skip
         outputs, state = type(self)._kernel(
             params, x, mask, initial_state=initial_state, reverse=self.reverse,
             zero_output_for_mask=self.zero_output_for_mask, unroll=self.unroll,
@@ -299,7 +301,8 @@ class Bidirectional(nn.Module):
         )
         sequences = self.forward.return_sequences
         if sequences and mask is not None:  # Keras' Bidirectional: zeros at padded steps
-            y_f, y_b = (jnp.where(mask[:, :, None], y, 0).astype(y.dtype) for y in (y_f, y_b))
+            real = jnp.asarray(mask)[:, :, None]
+            y_f, y_b = (jnp.where(real, y, 0).astype(y.dtype) for y in (y_f, y_b))
         y = merge_outputs(self.merge_mode, y_f, y_b)
         if sequences and was_masked:
             y = Masked(y, mask if self.merge_mode else (mask, mask))
