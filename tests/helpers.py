@@ -31,3 +31,31 @@ def poison_padding(x: np.ndarray, mask: np.ndarray, value: float = np.nan) -> np
     x = np.array(x, dtype=np.float32, copy=True)
     x[~mask] = value
     return x
+
+
+def relaid(x_post: np.ndarray, lengths, seed: int = 0) -> list[tuple]:
+    """The same sequences post-padded, pre-padded and with holes, NaN in the padding.
+
+    Row b's sequence is `x_post[b, :lengths[b]]`. Returns `(name, x, mask, positions)`
+    for the layouts "post", "pre" and "gappy"; `positions[b]` are row b's real steps
+    in that layout, in order.
+    """
+    rng = np.random.default_rng(seed)
+    batch, steps = x_post.shape[:2]
+    out = []
+    for name in ("post", "pre", "gappy"):
+        x = np.full_like(x_post, np.nan)
+        mask = np.zeros((batch, steps), bool)
+        positions = []
+        for b, n in enumerate(lengths):
+            if name == "post":
+                pos = np.arange(n)
+            elif name == "pre":
+                pos = np.arange(steps - n, steps)
+            else:
+                pos = np.sort(rng.choice(steps, n, replace=False))
+            x[b, pos] = x_post[b, :n]
+            mask[b, pos] = True
+            positions.append(pos)
+        out.append((name, x, mask, positions))
+    return out

@@ -8,6 +8,7 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from helpers import relaid
 
 import masking_jax as mj
 from masking_jax import nnx as mnx
@@ -25,24 +26,8 @@ CELLS = {
 def layouts(x_post):
     """The post-padded batch and the same sequences pre-padded and with holes, as
     `(name, x (NaN padding), mask, positions)`; `positions[b]` are row b's real steps."""
-    rng = np.random.default_rng(0)
-    out = []
-    for name in ("post", "pre", "gappy"):
-        x = np.full_like(x_post, np.nan)
-        mask = np.zeros((B, T), bool)
-        positions = []
-        for b, n in enumerate(LENGTHS):
-            if name == "post":
-                pos = np.arange(n)
-            elif name == "pre":
-                pos = np.arange(T - n, T)
-            else:
-                pos = np.sort(rng.choice(T, n, replace=False))
-            x[b, pos] = x_post[b, :n]
-            mask[b, pos] = True
-            positions.append(pos)
-        out.append((name, jnp.asarray(x), jnp.asarray(mask), positions))
-    return out
+    return [(name, jnp.asarray(x), jnp.asarray(mask), positions)
+            for name, x, mask, positions in relaid(x_post, LENGTHS)]
 
 
 @pytest.fixture(scope="module")

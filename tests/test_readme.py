@@ -41,3 +41,17 @@ def test_bring_your_own_cell_example_runs_and_skips_the_padding():
         for t in (1, 2):  # row 1's real steps, one by one
             state, _ = step(params, state, x[1:, t])
     np.testing.assert_allclose(namespace["h"][1], state[0][0], rtol=1e-6, atol=1e-6)
+
+
+def test_coming_from_nn_rnn_example_runs_and_gives_what_it_says():
+    (block,) = [b for b in _blocks("python") if "from masking_jax import linen" in b]
+    namespace = {}
+    exec(compile(block, "README nn.RNN example", "exec"), namespace)
+    ours, theirs, y_pre, h = (namespace[k] for k in ("ours", "theirs", "y_pre", "h"))
+    assert ours.shape == (2, 5, 8)
+    np.testing.assert_allclose(ours[0], theirs[0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(ours[1, :2], theirs[1, :2], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(ours[1, 2:], np.broadcast_to(ours[1, 1], (3, 8)))
+    np.testing.assert_allclose(y_pre[1, 3:], ours[1, :2], rtol=1e-6, atol=1e-6)  # pre-padded
+    np.testing.assert_array_equal(y_pre[1, :3], 0.0)  # zeros before the first real step
+    np.testing.assert_allclose(h, np.stack([ours[0, 4], ours[1, 1]]), rtol=1e-6, atol=1e-6)

@@ -11,10 +11,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from .._masks import Masked
-from .._rnn._kernels import rnn
+from .._layer_calls import run_cell_layer, step_input_shape, unpack
 from ._arguments import check_bool, check_features, check_rngs, check_unroll
-from ._protocol import unpack
 from ._rnn_options import RecurrentState, carried_state, dropout_kwargs, dropout_options, keep_state
 
 
@@ -138,28 +136,17 @@ class RNN(nnx.Module):
         if initial_carry is None and self.stateful and jnp.ndim(x) == 3:
             initial_carry = carried_state(self, jnp.shape(x)[0])
         if initial_carry is None:
-            shape = getattr(x, "shape", ())
-            if len(shape) != 3:
-                raise ValueError(
-                    f"`x` must be 3-D (B, T, D): batch, time, features; got shape {shape}."
-                )
-            initial_carry = self.initialize_carry(shape[0], shape[2])
+            initial_carry = self.initialize_carry(*step_input_shape(x))
         in_features = getattr(self.cell, "in_features", None)
         if isinstance(in_features, int):  # Flax's cells know it; a custom cell may not
             check_features(x, in_features, self.cell)
         graphdef, state = nnx.split(self.cell)
-        # The last output of each row: with zeros at padded steps it would be lost.
-        zero_output = self.zero_output_for_mask and self.return_sequences
-        outputs, carry = rnn(
-            _CellStep(graphdef), state, x, mask, initial_carry, reverse=self.reverse,
-            zero_output_for_mask=zero_output, unroll=self.unroll, **dropout_kwargs(self),
+        y, carry = run_cell_layer(
+            self, _CellStep(graphdef), state, x, mask, initial_carry, was_masked,
+            **dropout_kwargs(self),
         )  # fmt: skip
         if self.stateful:
             keep_state(self, carry)
-        if self.return_sequences:
-            y = Masked(outputs, mask) if was_masked else outputs
-        else:
-            y = outputs[:, 0] if self.reverse else outputs[:, -1]  # the last real output
         return (y, carry) if self.return_state else y
 
     def reset_state(self) -> None:

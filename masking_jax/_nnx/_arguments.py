@@ -12,13 +12,12 @@ True = real step, False = padding.
 import sys
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from .._checks import align_mask, as_bool_mask, check_bool, check_int
-from .._masks import Masked
+from .._checks import check_bool, check_int
+from .._layer_calls import check_floating, check_layer_mask, check_time_axis
 from .._rnn._validate import check_unroll
 
 __all__ = [
@@ -99,51 +98,3 @@ def check_features(x: Any, in_features: int, layer: Any) -> None:
         )
 
 
-def check_time_axis(x: Any, name: str = "x") -> None:
-    """Raises `ValueError` unless `x` is an array with a batch and a time axis `(B, T, ...)`."""
-    if not hasattr(x, "shape") and not isinstance(x, list | tuple):
-        raise TypeError(f"`{name}` must be an array (B, T, ...); got {type(x).__name__}.")
-    if np.ndim(x) < 2:
-        raise ValueError(
-            f"`{name}` must have a batch and a time axis, shape (B, T, ...); got shape "
-            f"{tuple(np.shape(x))}."
-        )
-
-
-def check_floating(x: Any, name: str = "x") -> jax.Array:
-    """`x` as a floating array (features or scores), or `TypeError` with the cast to use."""
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(
-            f"`{name}` must be a floating array; got dtype {x.dtype}. Cast it "
-            f"(`{name}.astype(jnp.float32)`), or embed token ids first."
-        )
-    return x
-
-
-def check_layer_mask(
-    mask: Any, x: Any, mask_name: str = "mask", x_name: str = "x"
-) -> jax.Array | None:
-    """The mask a layer was given, as a bool array covering the leading axes of `x`, or None.
-
-    Raises `TypeError` for a `Masked` passed as a mask and for a non-boolean mask, and
-    `ValueError` for a mask that does not match the leading (batch, time) axes of `x`.
-    """
-    if mask is None:
-        return None
-    if isinstance(mask, Masked):
-        raise TypeError(
-            f"`{mask_name}` is a Masked; a mask must be a bool array (True = real step). "
-            f"Pass the Masked itself as `{x_name}` (`layer(masked)`), or `{mask_name}="
-            "masked.mask`."
-        )
-    leaves = jax.tree_util.tree_leaves_with_path(mask)
-    if len(leaves) > 1 and all(hasattr(leaf, "shape") for _, leaf in leaves):
-        for path, leaf in leaves:  # one mask per leaf of the data (a Masked of a dict)
-            as_bool_mask(leaf, f"{mask_name}{jax.tree_util.keystr(path)}")
-        return mask
-    mask = as_bool_mask(mask, mask_name)
-    for leaf in jax.tree.leaves(x):
-        if hasattr(leaf, "shape"):
-            align_mask(mask, leaf, mask_name, x_name)
-    return mask

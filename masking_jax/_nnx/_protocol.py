@@ -8,46 +8,14 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-import jax
-import numpy as np
 from flax import nnx
 
+from .._layer_calls import split_masked as split_masked
+from .._layer_calls import unpack as unpack
 from .._masks import Masked
-from ._arguments import check_layer_mask
 
 #: Flax modules that act on each step alone, so they pass the mask on unchanged.
 POSITIONWISE_MODULES: tuple[type, ...] = (nnx.Linear, nnx.Dropout, nnx.LayerNorm, nnx.RMSNorm)
-
-
-def split_masked(
-    x: Any, mask: Any, name: str = "x", mask_name: str = "mask"
-) -> tuple[Any, Any, bool]:
-    """`(data, mask, was_masked)`: opens a `Masked` input, or passes `x` and `mask` on.
-
-    The mask is checked (`check_layer_mask`): a bool array covering the leading axes of
-    the data, named `mask_name` (or `x.mask` when it came inside a `Masked`). Raises
-    `TypeError` when `x` is a `Masked` and a `mask` is given as well.
-    """
-    if not isinstance(x, Masked):
-        return x, check_layer_mask(mask, x, mask_name, name), False
-    if mask is not None:
-        raise TypeError(
-            f"`{name}` is a Masked, which carries its own mask; do not pass `{mask_name}` "
-            f"too (pass the Masked alone, or `{name}.data` with `{mask_name}` for another "
-            "mask)."
-        )
-    return x.data, check_layer_mask(x.mask, x.data, f"{name}.mask", f"{name}.data"), True
-
-
-def unpack(x: Any, mask: Any, name: str = "x", mask_name: str = "mask") -> tuple[Any, Any, bool]:
-    """`split_masked` for layers that take one array `(B, T, ...)`, not a pytree of them."""
-    data, mask, was_masked = split_masked(x, mask, name, mask_name)
-    if was_masked and not isinstance(data, jax.Array | np.ndarray):
-        raise TypeError(
-            f"`{name}.data` must be one array (B, T, ...) for this layer; got "
-            f"{type(data).__name__}. Apply the layer to each leaf with jax.tree.map."
-        )
-    return data, mask, was_masked
 
 
 def _takes_mask(layer: Any) -> bool:

@@ -5,7 +5,7 @@ step, False = padding.
 """
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -14,14 +14,13 @@ import numpy as np
 from flax import nnx
 
 from .._checks import check_axis, check_int
+from .._layer_calls import check_floating, check_time_axis, pool_over_time
 from .._masks import Masked, concat_time, split_time
-from .._ops import masked_max, masked_mean, masked_softmax
+from .._ops import masked_softmax
 from ._arguments import (
     check_bool,
-    check_floating,
     check_signed_int,
     check_size,
-    check_time_axis,
 )
 from ._protocol import unpack
 
@@ -39,19 +38,13 @@ def _time_mask(mask: jax.Array, x: Any, mask_name: str = "mask") -> jax.Array:
 class _GlobalPooling1D(nnx.Module):
     """Shared body of the global pooling layers: a reduction over time that ends the mask."""
 
-    _reduce: Callable[..., jax.Array]
-    _masked_reduce: Callable[..., jax.Array]
+    _kind: str  # "mean" or "max"
 
     def __init__(self, keepdims: bool = False):
         self.keepdims = check_bool(keepdims, "keepdims")
 
     def __call__(self, x: Any, mask: Any = None) -> jax.Array:
-        x, mask, _ = unpack(x, mask)
-        check_time_axis(x)
-        x = check_floating(x)
-        if mask is None:
-            return type(self)._reduce(x, axis=1, keepdims=self.keepdims)
-        return type(self)._masked_reduce(x, mask, axis=1, keepdims=self.keepdims)
+        return pool_over_time(type(self)._kind, x, mask, self.keepdims)
 
     def compute_mask(self, x: Any, mask: Any = None) -> None:
         return None
@@ -72,8 +65,7 @@ class GlobalAveragePooling1D(_GlobalPooling1D):
       Array([[2.]], dtype=float32)
     """
 
-    _reduce = staticmethod(jnp.mean)
-    _masked_reduce = staticmethod(masked_mean)
+    _kind = "mean"
 
 
 class GlobalMaxPooling1D(_GlobalPooling1D):
@@ -92,8 +84,7 @@ class GlobalMaxPooling1D(_GlobalPooling1D):
       Array([[3.]], dtype=float32)
     """
 
-    _reduce = staticmethod(jnp.max)
-    _masked_reduce = staticmethod(masked_max)
+    _kind = "max"
 
 
 class TemporalSoftmax(nnx.Module):
