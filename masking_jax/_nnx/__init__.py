@@ -8,5 +8,8 @@ Modules, one job each:
 - `_temporal`: layers that consume or reshape masks along time: global pooling,
   `TemporalSoftmax`, `TemporalSplit`, `TemporalConcat`.
 - `_recurrent`: `SimpleRNN`, `LSTM`, `GRU` over the core kernels, and `Bidirectional`.
+- `_attention`: `MultiHeadAttention`, its attention mask from the padding masks.
+- `_batch_norm`: `BatchNorm`, statistics over real steps only.
+- `_conv`: `Conv1D`, with the window's output mask.
 - `_keras_weights`: `load_keras_weights`, copying Keras 3 weights into these modules.
 """
