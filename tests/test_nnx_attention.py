@@ -180,20 +180,20 @@ def test_vmap_and_no_retrace_for_new_masks():
 
 def test_dropout_in_training_only():
     mask = MASKS["gappy"]
-    x = poison_padding(_x(9), mask)
+    x = _x(9)
     layer = _layer(dropout_rate=0.5, seed=3)
-    plain = _layer(seed=3)  # the same weights, no dropout
-    first, second = _self(layer, x, mask), _self(layer, x, mask)  # training mode by default
-    expected = _self(plain, x, mask)
+    expected = _reference(layer, x, x, mask, mask, False)  # no dropout
+    first = _self(layer, poison_padding(x, mask), mask)  # training mode by default
+    second = _self(layer, poison_padding(x, mask), mask)
     assert np.isfinite(first).all() and np.isfinite(second).all()
-    assert not np.allclose(first[mask], expected[mask])
-    assert not np.allclose(first[mask], second[mask])  # a fresh draw per call
+    assert not np.allclose(first[mask], expected[mask], atol=1e-3)
+    assert not np.allclose(first[mask], second[mask], atol=1e-3)  # a fresh draw per call
     np.testing.assert_array_equal(np.asarray(first)[~mask], 0.0)
     model = mnx.Sequential(layer)
     model.eval()
-    np.testing.assert_allclose(_self(layer, x, mask), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_self(layer, x, mask), expected, rtol=1e-5, atol=1e-5)
     model.train()
-    assert not np.allclose(_self(layer, x, mask)[mask], expected[mask])
+    assert not np.allclose(_self(layer, x, mask)[mask], expected[mask], atol=1e-3)
 
 
 def test_bad_arguments():
@@ -217,6 +217,6 @@ def test_bad_arguments():
         layer(x, mask=mask[:, :4])
     k_layer = keras.layers.MultiHeadAttention(N, key_dim=2)
     with keras_mode:
-        k_layer(x, x)
+        k_layer.build(x.shape, x.shape)
     with pytest.raises(ValueError, match="shape"):
         mnx.load_keras_weights(layer, k_layer)
