@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 from flax import nnx
-from helpers import poison_padding
+from helpers import assert_vmap_matches_one_compile, poison_padding
 
 import masking_jax as mj
 from masking_jax import nnx as mnx
@@ -163,19 +163,11 @@ def test_sequential_propagates_the_query_mask_and_is_padding_invariant():
 
 
 def test_vmap_and_no_retrace_for_new_masks():
-    layer = _layer(causal=True)
-    graphdef, state = nnx.split(layer)
-
-    def pure(state, x, mask):
-        return nnx.merge(graphdef, state)(x, mask=mask)
-
     masks = np.stack([MASKS["gappy"], MASKS["pre"]])
     xs = np.stack([poison_padding(_x(7), masks[0]), poison_padding(_x(8), masks[1])])
-    out = jax.jit(jax.vmap(pure, in_axes=(None, 0, 0)))(state, xs, masks)
-    jitted = jax.jit(pure)
-    expected = np.stack([jitted(state, x, m) for x, m in zip(xs, masks, strict=True)])
-    assert jitted._cache_size() == 1
-    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+    assert_vmap_matches_one_compile(
+        _layer(causal=True), xs, masks, lambda layer, x, mask: layer(x, mask=mask)
+    )
 
 
 def test_dropout_in_training_only():

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 from flax import nnx
-from helpers import poison_padding
+from helpers import assert_vmap_matches_one_compile, poison_padding
 
 import masking_jax as mj
 from masking_jax import nnx as mnx
@@ -242,18 +242,11 @@ def test_conv1d_nan_padding_gradients_jit_vmap():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
                  poisoned, clean)  # fmt: skip
     np.testing.assert_array_equal(np.asarray(poisoned[1][1])[~MASK], 0.0)
-    graphdef, state = nnx.split(layer)
-
-    def pure(state, x, mask):
-        return nnx.merge(graphdef, state)(mj.Masked(x, mask)).data
-
     masks = np.stack([MASK, POST])
     xs = np.stack([poison_padding(x, MASK), poison_padding(_x(9), POST)])
-    out = jax.jit(jax.vmap(pure, in_axes=(None, 0, 0)))(state, xs, masks)
-    jitted = jax.jit(pure)
-    expected = np.stack([jitted(state, x, m) for x, m in zip(xs, masks, strict=True)])
-    assert jitted._cache_size() == 1
-    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+    assert_vmap_matches_one_compile(
+        layer, xs, masks, lambda layer, x, mask: layer(mj.Masked(x, mask)).data
+    )
 
 
 def test_conv_batch_norm_pooling_sequential_matches_keras():
