@@ -493,17 +493,18 @@ def window_mask(
 
     With "valid", an output step is real when every step its window reads is real,
     so a post-padded row of length L keeps the outputs the layer gives on the
-    unpadded sequence. With "same", output step t is real when input step
-    `t * strides` is real: a post-padded row of length L keeps ceil(L / strides)
-    outputs, as many as on the unpadded sequence. (Their values equal those on the
-    unpadded sequence only for `strides=1` and zeroed padding, e.g. `Masked.filled(0)`:
-    XLA's "same" padding depends on the padded length.)
+    unpadded sequence. With "same" and "causal" (Keras `Conv1D`: the window ends at
+    the output's step), output step t is real when input step `t * strides` is real:
+    a post-padded row of length L keeps ceil(L / strides) outputs, as many as on the
+    unpadded sequence. With zeroed padding (e.g. `Masked.filled(0)`) their values
+    equal those on the unpadded sequence for "causal", and for "same" with
+    `strides=1` (XLA's "same" padding depends on the padded length).
 
     Args:
       mask: bool `(B, T)`, True = real step; the full mask, since its time axis is
         the input length (broadcast a `(B, 1)` mask to `(B, T)` first).
       kernel_size, strides, dilation: the window's static sizes.
-      padding: "valid" or "same", as in the layer.
+      padding: "valid", "same" or "causal", as in the layer.
 
     Returns:
       bool `(B, T_out)` with T_out the layer's output length.
@@ -517,8 +518,8 @@ def window_mask(
     kernel_size = check_int(kernel_size, "kernel_size", minimum=1)
     strides = check_int(strides, "strides", minimum=1)
     dilation = check_int(dilation, "dilation", minimum=1)
-    check_choice(padding, "padding", ("valid", "same"))
-    if padding == "same":
+    check_choice(padding, "padding", ("valid", "same", "causal"))
+    if padding != "valid":
         return mask[:, ::strides]
     return lax.reduce_window(
         mask, True, lax.bitwise_and, (1, kernel_size), (1, strides), "VALID",

@@ -25,11 +25,15 @@ Every layer also takes a `masking_jax.Masked` in place of `(x, mask)` and then r
 `Masked` sequences; once the mask ends (an RNN returning its last output, pooling) the
 output is a plain array, in single layers and in `Sequential` alike. Parameters are
 `nnx.Param`s named and shaped as in Keras 3 (`embedding`, `kernel`, `recurrent_kernel`,
-`bias`), so `load_keras_weights` copies a trained Keras layer over. This module imports
-flax; the core of `masking_jax` does not.
+`bias`, `gamma`, `beta`; `MultiHeadAttention` holds a `flax.nnx.MultiHeadAttention`
+whose kernels have Keras' shapes), so `load_keras_weights` copies a trained Keras layer
+over. This module imports flax; the core of `masking_jax` does not.
 """
 
 from ._nnx._any_cell import RNN as RNN
+from ._nnx._attention import MultiHeadAttention as MultiHeadAttention
+from ._nnx._batch_norm import BatchNorm as BatchNorm
+from ._nnx._conv import Conv1D as Conv1D
 from ._nnx._keras_weights import load_keras_weights as load_keras_weights
 from ._nnx._mask_makers import Embedding as Embedding
 from ._nnx._mask_makers import Masking as Masking
@@ -54,12 +58,15 @@ __all__ = [
     "LSTM",
     "POSITIONWISE_MODULES",
     "RNN",
+    "BatchNorm",
     "Bidirectional",
+    "Conv1D",
     "DropMask",
     "Embedding",
     "GlobalAveragePooling1D",
     "GlobalMaxPooling1D",
     "Masking",
+    "MultiHeadAttention",
     "PassMask",
     "RecurrentState",
     "Sequential",

@@ -59,3 +59,24 @@ def relaid(x_post: np.ndarray, lengths, seed: int = 0) -> list[tuple]:
             positions.append(pos)
         out.append((name, x, mask, positions))
     return out
+
+
+def assert_vmap_matches_one_compile(module, xs, masks, call):
+    """`jax.vmap` over a leading axis of batches equals one jitted call per batch, and those
+    calls share one compile (a new mask value does not retrace).
+
+    `call(module, x, mask)` returns an array; `xs` is (K, B, T, ...) and `masks` (K, B, T).
+    """
+    import jax
+    from flax import nnx
+
+    graphdef, state = nnx.split(module)
+
+    def pure(state, x, mask):
+        return call(nnx.merge(graphdef, state), x, mask)
+
+    out = jax.jit(jax.vmap(pure, in_axes=(None, 0, 0)))(state, xs, masks)
+    jitted = jax.jit(pure)
+    expected = np.stack([jitted(state, x, m) for x, m in zip(xs, masks, strict=True)])
+    assert jitted._cache_size() == 1
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)

@@ -30,6 +30,17 @@ def test_short_run_prints_json_with_results(tmp_path, capsys):
     assert (tmp_path / "training_curves.png").stat().st_size > 0
 
 
+def test_conv_model_is_padding_invariant_with_its_own_defaults(tmp_path):
+    """--model conv: masked Conv1D + BatchNorm, trained in train mode, evaluated in eval mode."""
+    args = demo.parse_args(["--model", "conv"])
+    assert (args.hidden, args.learning_rate) == (128, 1e-3)
+    results = demo.main(["--model", "conv", "--epochs", "2", "--hidden", "8", "--quiet",
+                         "--out", str(tmp_path)])
+    assert results["model"].startswith("masked Conv1D(8, 5) + BatchNorm")
+    assert results["padding_invariant"] is True
+    assert results["test_accuracy"] > 1 / 9
+
+
 def test_bad_flags_exit_with_a_message(capsys):
     with pytest.raises(SystemExit):
         demo.parse_args(["--epochs", "0"])

@@ -10,5 +10,8 @@ Modules, one job each:
 - `_recurrent`: `SimpleRNN`, `LSTM`, `GRU` over the core kernels, and `Bidirectional`.
 - `_rnn_options`: what the recurrent layers share: dropout from `rngs` in training,
   and `RecurrentState`, the state a `stateful` layer keeps between calls.
+- `_attention`: `MultiHeadAttention`, its attention mask from the padding masks.
+- `_batch_norm`: `BatchNorm`, statistics over real steps only.
+- `_conv`: `Conv1D`, with the window's output mask.
 - `_keras_weights`: `load_keras_weights`, copying Keras 3 weights into these modules.
 """

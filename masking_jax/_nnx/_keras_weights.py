@@ -10,6 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ._attention import MultiHeadAttention
+from ._batch_norm import BatchNorm
+from ._conv import Conv1D
 from ._mask_makers import Embedding
 from ._mask_wrappers import _MaskDeclaration
 from ._protocol import Sequential
@@ -26,6 +29,15 @@ def _holds_params(module: Any) -> bool:
     return isinstance(module, nnx.Module) and bool(jax.tree.leaves(nnx.state(module, nnx.Param)))
 
 
+#: Keras `MultiHeadAttention`'s `EinsumDense` projections and the Flax ones they fill.
+_ATTENTION_PROJECTIONS = (
+    ("_query_dense", "query"),
+    ("_key_dense", "key"),
+    ("_value_dense", "value"),
+    ("_output_dense", "out"),
+)
+
+
 def _to_numpy(value: Any) -> np.ndarray:
     """A Keras variable's value as numpy (its backend tensor is `.value`)."""
     return np.asarray(getattr(value, "value", value))
@@ -38,7 +50,8 @@ def _assign(module: Any, name: str, value: Any, owner: str) -> None:
     if (value is None) != (param is None):
         raise ValueError(
             f"`keras_layer` ({owner}) {'has no' if value is None else 'has a'} `{name}` but "
-            f"`module.{name}` is {'present' if value is None else 'absent'}; match `use_bias`."
+            f"`module.{name}` is {'present' if value is None else 'absent'}; match `use_bias`"
+            " (Keras BatchNormalization: `center` and `scale` must be True)."
         )
     value = _to_numpy(value)
     if value.shape != param.shape:
@@ -76,10 +89,14 @@ def load_keras_weights(module: Any, keras_layer: Any) -> Any:
 
     Pairs: `keras.layers.Embedding` -> `Embedding`; `SimpleRNN`/`LSTM`/`GRU` -> the
     same-named layer; `Dense` -> `nnx.Linear` (`kernel`, `bias`); `Bidirectional` ->
-    `Bidirectional` (forward and backward layers); a `keras.Sequential` -> `Sequential`,
-    pairing the Keras layers that hold weights with the modules that do, in order.
-    Shapes must match; options that change outputs (activations, `reset_after`,
-    `mask_zero`, `go_backwards` vs `reverse`) are the caller's to match.
+    `Bidirectional` (forward and backward layers); `Conv1D` -> `Conv1D` (`kernel`,
+    `bias`); `BatchNormalization` -> `BatchNorm` (`gamma`, `beta` and the moving
+    statistics); `MultiHeadAttention` -> `MultiHeadAttention` (the query, key, value
+    and output kernels and biases); a `keras.Sequential` -> `Sequential`, pairing the
+    Keras layers that hold weights with the modules that do, in order. Shapes must
+    match; options that change outputs (activations, `reset_after`, `mask_zero`,
+    `go_backwards` vs `reverse`, strides and padding, `momentum` and `epsilon`,
+    `use_causal_mask` vs `causal`) are the caller's to match.
 
     Args:
       module: the NNX module to fill (changed in place).
@@ -118,12 +135,16 @@ def load_keras_weights(module: Any, keras_layer: Any) -> Any:
         (kl.GRU, GRU),
         (kl.Dense, nnx.Linear),
         (kl.Bidirectional, Bidirectional),
+        (kl.Conv1D, Conv1D),
+        (kl.BatchNormalization, BatchNorm),
+        (kl.MultiHeadAttention, MultiHeadAttention),
     ]
     module_type = next((m for k, m in pairs if isinstance(keras_layer, k)), None)
     if module_type is None:
         raise TypeError(
-            f"`keras_layer` must be a Keras Embedding, SimpleRNN, LSTM, GRU, Dense, "
-            f"Bidirectional or Sequential; got {owner}, which load_keras_weights does not "
+            "`keras_layer` must be a Keras Embedding, SimpleRNN, LSTM, GRU, Dense, "
+            "Bidirectional, Conv1D, BatchNormalization, MultiHeadAttention or Sequential; "
+            f"got {owner}, which load_keras_weights does not "
             "support: copy its weights by hand (`keras_layer.get_weights()`)."
         )
     if not isinstance(module, module_type):
@@ -135,9 +156,17 @@ def load_keras_weights(module: Any, keras_layer: Any) -> Any:
         raise ValueError(f"`keras_layer` ({owner}) has no weights yet: build or call it first.")
     if isinstance(keras_layer, kl.Embedding):
         _assign(module, "embedding", keras_layer.embeddings, owner)
-    elif isinstance(keras_layer, kl.Dense):
+    elif isinstance(keras_layer, kl.Dense | kl.Conv1D):
         _assign(module, "kernel", keras_layer.kernel, owner)
         _assign(module, "bias", keras_layer.bias, owner)
+    elif isinstance(keras_layer, kl.BatchNormalization):
+        for name in ("gamma", "beta", "moving_mean", "moving_variance"):
+            _assign(module, name, getattr(keras_layer, name), owner)
+    elif isinstance(keras_layer, kl.MultiHeadAttention):
+        for theirs, ours in _ATTENTION_PROJECTIONS:
+            projection = getattr(keras_layer, theirs)
+            for name in ("kernel", "bias"):
+                _assign(getattr(module.attention, ours), name, getattr(projection, name), owner)
     elif isinstance(keras_layer, kl.Bidirectional):
         load_keras_weights(module.forward_layer, keras_layer.forward_layer)
         load_keras_weights(module.backward_layer, keras_layer.backward_layer)
