@@ -25,9 +25,13 @@ OURS = "masking_jax"
 MODE_NAMES = {"fwd": "forward", "fwd_bwd": "forward+backward"}
 
 
+def _group(row: Row) -> Group:
+    return row["case"], row["cell"], row["mode"]
+
+
 def _groups(rows: list[Row]) -> list[Group]:
     """(case, cell, mode) in the order they ran."""
-    return list(dict.fromkeys((r["case"], r["cell"], r["mode"]) for r in rows))
+    return list(dict.fromkeys(_group(r) for r in rows))
 
 
 def _skip_reason(row: Row) -> str | None:
@@ -44,9 +48,13 @@ def _names(names: list[str]) -> str:
     return ", ".join(f"`{n}`" for n in names)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def ratio(rows: list[Row], group: Group, peer: str) -> float | None:
     """Peer median / our median in `group`, or None when either did not run."""
-    found = {r["peer"]: r for r in rows if (r["case"], r["cell"], r["mode"]) == group}
+    found = {r["peer"]: r for r in rows if _group(r) == group}
     ours, theirs = found.get(OURS), found.get(peer)
     if not ours or not theirs or ours.get("median_s") is None or theirs.get("median_s") is None:
         return None
@@ -61,11 +69,11 @@ def what_ran(rows: list[Row], peers: list[str]) -> tuple[list[Row], list[str], l
     """
     skipped: dict[str, list[Group]] = {}
     for group in _groups(rows):
-        reasons = {_skip_reason(r) for r in rows if (r["case"], r["cell"], r["mode"]) == group}
+        reasons = {_skip_reason(r) for r in rows if _group(r) == group}
         if None not in reasons:
             skipped.setdefault("; ".join(sorted(reasons)), []).append(group)
     hidden = {g for groups in skipped.values() for g in groups}
-    shown = [r for r in rows if (r["case"], r["cell"], r["mode"]) not in hidden]
+    shown = [r for r in rows if _group(r) not in hidden]
     idle: dict[str, list[str]] = {}
     for peer in peers:
         reasons = {_skip_reason(r) for r in shown if r["peer"] == peer}
@@ -77,7 +85,7 @@ def what_ran(rows: list[Row], peers: list[str]) -> tuple[list[Row], list[str], l
         cells = list(dict.fromkeys(g[1] for g in groups))
         modes = list(dict.fromkeys(MODE_NAMES.get(g[2], g[2]) for g in groups))
         notes.append(
-            f"Not run here ({reason}): {len(groups)} rows, {len(cases)} cases "
+            f"Not run here ({reason}): {_count(len(groups), 'row')}, {_count(len(cases), 'case')} "
             f"({_names(cases)}), {', '.join(cells)}, {' and '.join(modes)}."
         )
     for reason, names in idle.items():
@@ -104,7 +112,7 @@ def markdown_table(rows: list[Row], peers: list[str]) -> str:
     header = ["case", "size", "cell", "mode", *peers]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for group in _groups(rows):
-        found = {r["peer"]: r for r in rows if (r["case"], r["cell"], r["mode"]) == group}
+        found = {r["peer"]: r for r in rows if _group(r) == group}
         size = next(iter(found.values()))["size"]
         cells = [_cell(found.get(p), found.get(OURS)) for p in peers]
         lines.append("| " + " | ".join([group[0], size, group[1], group[2], *cells]) + " |")

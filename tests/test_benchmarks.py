@@ -123,7 +123,7 @@ def test_suite_runs_and_writes_markdown_json_png(tmp_path):
     assert _png_size(paths["png"])[0] > 0
     if jax.default_backend() != "gpu":  # what did not run is one line each, not a row each
         assert "| case | size | cell | mode | masking_jax |\n" in text  # no cudnn column
-        assert "Not run here (no GPU): 2 rows, 1 cases (`gpu_case`), lstm" in text
+        assert "Not run here (no GPU): 2 rows, 1 case (`gpu_case`), lstm" in text
         assert "Peers not run (no GPU): `cudnn`." in text
         assert "| gpu_case |" not in text and "skipped: no GPU |" not in text
 
