@@ -8,7 +8,7 @@ Modules, one job each:
   built from OUR parameters so every peer runs the same weights.
 - `check`: the correctness comparison run before any timing.
 - `timing`: warm-up, `block_until_ready`, repeats, min/median.
-- `targets`: the speed/memory targets of issue 5, read off the results.
+- `targets`: the project's speed and memory goals for the kernels, read off the results.
 - `report`: the markdown table with ratios, the JSON file and the PNG plot.
 - `rnn_speed`: the command line that ties them together.
 - `compile_time`, `end_to_end`, `custom_cell`: stand-alone scripts for compile time,

@@ -1,4 +1,4 @@
-"""The benchmark cases of issue 5 and the data of one problem (params, x, mask).
+"""The benchmark cases and the data of one problem (params, x, mask).
 
 Shape legend: B batch, T time steps, D input features, H hidden units.
 Lengths are drawn uniformly in `[min_len, max_len]` (default `[T/4, T]`); the

@@ -147,19 +147,26 @@ def run_suite(
     seed: int = 0,
     progress: bool = True,
 ) -> list[Row]:
-    """Every (case, cell, mode): masking_jax (the first peer) and each peer; rows in peer order."""
-    on_gpu = jax.default_backend() == "gpu"
+    """Every (case, cell, mode): masking_jax (the first peer) and each peer; rows in peer order.
+
+    GPU-only cases on a machine without one give "skipped: no GPU" rows, said in
+    one printed line up front and left out of the progress bar.
+    """
     jobs = [(c, cell) for c in cases for cell in cells if cell in c.cells]
+    no_gpu = [(c, cell) for c, cell in jobs if c.gpu_only and jax.default_backend() != "gpu"]
+    if no_gpu:
+        names = list(dict.fromkeys(c.name for c, _ in no_gpu))
+        print(f"Skipping {len(names)} GPU-only cases (no GPU here): {', '.join(names)}")
+    total = sum(len(c.modes) for c, cell in jobs if (c, cell) not in no_gpu)
     rows: list[Row] = []
-    bar = tqdm(total=sum(len(c.modes) for c, _ in jobs), disable=not progress, unit="mode")
+    bar = tqdm(total=total, disable=not progress, unit="mode")
     for case, cell in jobs:
-        bar.set_description(f"{case.name}/{cell}")
-        if case.gpu_only and not on_gpu:
+        if (case, cell) in no_gpu:
             rows += [
                 _row(case, cell, m, p.name, "skipped: no GPU") for m in case.modes for p in peers
             ]
-            bar.update(len(case.modes))
             continue
+        bar.set_description(f"{case.name}/{cell}")
         problem = make_problem(case, cell, seed)
         runners, skipped = build_runners(case, problem, peers)
         for mode in case.modes:

@@ -18,7 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks` is not installed
 
-from benchmarks import check, report, rnn_speed
+from benchmarks import check, report, rnn_speed, targets
 from benchmarks.cases import MODES, Case, make_problem
 from benchmarks.peers import CudnnLSTM, Flax, Keras, MaskingJax, Torch
 
@@ -117,12 +117,77 @@ def test_suite_runs_and_writes_markdown_json_png(tmp_path):
 
     names = [p.name for p in peers]
     paths = report.write_all(tmp_path, {"cpu": "test"}, rows, names, [])
-    table = paths["md"].read_text()
-    assert "| case | size | cell | mode | masking_jax |" in table
-    assert "skipped: no GPU" in table or jax.default_backend() == "gpu"
+    text = paths["md"].read_text()
     data = json.loads(paths["json"].read_text())
-    assert len(data["rows"]) == len(rows) and data["peers"] == names
-    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(data["rows"]) == len(rows) and data["peers"] == names  # every row, skipped too
+    assert _png_size(paths["png"])[0] > 0
+    if jax.default_backend() != "gpu":  # what did not run is one line each, not a row each
+        assert "| case | size | cell | mode | masking_jax |\n" in text  # no cudnn column
+        assert "Not run here (no GPU): 2 rows, 1 case (`gpu_case`), lstm" in text
+        assert "Peers not run (no GPU): `cudnn`." in text
+        assert "| gpu_case |" not in text and "skipped: no GPU |" not in text
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def _rows(group: tuple[str, str, str], **peers: float | str) -> list[dict]:
+    """Rows of one (case, cell, mode): a median per peer, or a status for one that skipped."""
+    case, cell, mode = group
+    return [
+        {"case": case, "cell": cell, "mode": mode, "peer": peer, "size": "B=1",
+         "status": value if isinstance(value, str) else "ok",
+         "min_s": None if isinstance(value, str) else value,
+         "median_s": None if isinstance(value, str) else value}
+        for peer, value in peers.items()
+    ]  # fmt: skip
+
+
+def test_report_shows_what_ran_and_sums_up_the_rest(tmp_path):
+    rows = [
+        *_rows(("quick", "lstm", "fwd"), masking_jax=1.0, flax=2.0, torch="skipped: no torch"),
+        *_rows(("quick", "lstm", "fwd_bwd"), masking_jax=1.0, flax=0.5, torch="error: X: boom"),
+        *_rows(("big_a", "lstm", "fwd"), masking_jax="skipped: no GPU", flax="skipped: no GPU",
+               torch="skipped: no GPU"),
+        *_rows(("big_b", "lstm", "fwd"), masking_jax="skipped: no GPU", flax="skipped: no GPU",
+               torch="skipped: no GPU"),
+    ]  # fmt: skip
+    shown, peers, notes = report.what_ran(rows, ["masking_jax", "flax", "torch"])
+    assert {r["case"] for r in shown} == {"quick"}
+    assert peers == ["masking_jax", "flax", "torch"]  # torch failed once: its error is shown
+    assert notes == [
+        "Not run here (no GPU): 2 rows, 2 cases (`big_a`, `big_b`), lstm, forward."
+    ]
+    shown, peers, notes = report.what_ran(rows[:3], ["masking_jax", "flax", "torch"])
+    assert peers == ["masking_jax", "flax"] and notes == ["Peers not run (no torch): `torch`."]
+
+    report.plot(tmp_path / "ratios.png", rows, ["masking_jax", "flax", "torch"])
+    width, height = _png_size(tmp_path / "ratios.png")
+    assert width <= 1200 and height <= 400  # two rows of bars: a small figure
+
+
+def test_log_axis_labels_read_as_ratios():
+    assert report._log_ticks(0.3, 5.0) == [0.5, 1.0, 2.0, 4.0]
+    assert report._log_ticks(0.5, 2.0) == [0.5, 0.75, 1.0, 1.5, 2.0]  # narrow: 1.5x steps too
+    assert [report._times(t, "g") for t in (0.5, 1.0, 2.0)] == ["0.5x", "1x", "2x"]
+
+
+def test_targets_table_names_each_target_and_what_was_not_measured():
+    rows = [
+        *_rows(("standard", "lstm", "fwd"), masking_jax=1.0, flax=2.0, keras=3.0, torch=1.5),
+        *_rows(("standard", "lstm", "fwd_bwd"), masking_jax=1.0, flax=2.0, keras=3.0, torch=4),
+    ]
+    found = targets.evaluate(rows)
+    assert {t["target"] for t in found} <= set(targets.TARGETS)
+    table = report.targets_table(found)
+    assert "| speed vs Flax/Keras | standard | lstm | fwd | 2.00x | >= 1.3x | met |" in table
+    assert "| speed vs PyTorch | standard | lstm | fwd_bwd | 4.00x | >= 1x | met |" in table
+    assert f"- speed vs Flax/Keras: {targets.TARGETS['speed vs Flax/Keras']}" in table
+    assert "Not measured in this run" in table and "speed vs Flax/Keras (standard gru)" in table
+    assert "issue" not in report.markdown({}, rows, ["masking_jax", "flax"], found)
 
 
 def test_ratio_is_peer_time_over_ours():

@@ -1,6 +1,7 @@
 """The main job runs end to end on the shipped data and reports what README promises."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -20,12 +21,16 @@ def test_data_set_has_the_documented_splits():
         load_japanese_vowels("valid")
 
 
-def test_short_run_prints_json_with_results(tmp_path, capsys):
-    results = demo.main(["--epochs", "2", "--hidden", "16", "--quiet", "--out", str(tmp_path)])
-    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert printed == results
+def test_short_run_compiles_then_trains_and_prints_json_with_results(tmp_path, capsys):
+    results = demo.main(["--epochs", "2", "--hidden", "16", "--out", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert json.loads(out.strip().splitlines()[-1]) == results
+    # two phases: compiling (its seconds shown), then the progress bar over training only
+    assert re.search(r"compiling the train step and the forward pass\.\.\. \d+\.\d s\n", err)
+    assert err.index("compiling") < err.index("training:") and "2/2" in err
     assert results["padding_invariant"] is True
-    assert results["epochs"] == 2 and results["train_seconds"] > 0
+    assert results["epochs"] == 2 and results["compile_seconds"] > 0
+    assert results["train_seconds"] > 0
     assert results["test_accuracy"] > 1 / 9  # better than chance after two epochs
     assert (tmp_path / "training_curves.png").stat().st_size > 0
 
