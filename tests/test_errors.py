@@ -116,7 +116,7 @@ def test_mask_makers_reject_wrong_rank_and_dtype():
 
 def test_window_and_attention_mask_arguments():
     with pytest.raises(ValueError, match="`padding` must be one of 'valid', 'same'"):
-        mj.window_mask(MASK, 2, padding="causal")
+        mj.window_mask(MASK, 2, padding="full")
     with pytest.raises(ValueError, match="`kernel_size` must be >= 1"):
         mj.window_mask(MASK, 0)
     with pytest.raises(ValueError, match=r"`mask` must be 2-D \(B, T\)"):

@@ -144,9 +144,8 @@ def test_layers_name_the_mask_and_x():
     with pytest.raises(TypeError, match=r"^`mask` must be a boolean array"):
         lstm(X, mask=MASK.astype(np.float32))
     masked = mj.Masked(X, MASK)
-    masked.mask = MASK.astype(int)  # a field reassigned after construction
-    with pytest.raises(TypeError, match=r"^`x.mask` must be a boolean array"):
-        lstm(masked)
+    with pytest.raises(AttributeError, match="immutable"):  # checked once, when built
+        masked.mask = MASK.astype(int)
     with pytest.raises(ValueError, match=r"`x` has D=3 features .* in_features=2"):
         lstm(np.ones((B, T, 3), np.float32), mask=MASK)
     with pytest.raises(ValueError, match=r"`x` has D=3 features .* GRUCell .* in_features=2"):
@@ -314,10 +313,10 @@ def test_embedding_ids_out_of_range():
 
 def test_load_keras_weights_names_the_layer_it_cannot_load():
     keras = pytest.importorskip("keras")
-    conv = keras.layers.Conv1D(2, 3, name="my_conv")
-    with pytest.raises(TypeError, match=r"got Conv1D 'my_conv', which load_keras_weights does "
+    conv = keras.layers.Conv2D(2, 3, name="my_conv")
+    with pytest.raises(TypeError, match=r"got Conv2D 'my_conv', which load_keras_weights does "
                                         "not support"):  # fmt: skip
-        mnx.load_keras_weights(nnx.Conv(D, 2, 3, rngs=RNGS), conv)
+        mnx.load_keras_weights(nnx.Conv(D, 2, (3, 3), rngs=RNGS), conv)
     dense = keras.layers.Dense(H, name="head")
     with pytest.raises(ValueError, match=r"`keras_layer` \(Dense 'head'\) has no weights yet"):
         mnx.load_keras_weights(nnx.Linear(D, H, rngs=RNGS), dense)

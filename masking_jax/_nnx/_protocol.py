@@ -121,6 +121,7 @@ def call_with_mask(layer: Callable[..., Any], x: Any, mask: Any = None) -> tuple
         passing the mask on whose output lost those axes.
 
     Examples:
+      >>> import jax
       >>> import jax.numpy as jnp
       >>> from masking_jax.nnx import GlobalAveragePooling1D
       >>> mask = jnp.array([[True, False]])
