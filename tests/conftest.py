@@ -4,6 +4,13 @@ The suite is mostly XLA compiling. Its workers (`pytest -n`) and the subprocesse
 they start (the notebook's kernel) share one persistent compile cache, made fresh
 for each run and removed after it, so a program that several tests compile is
 compiled once per run. Nothing is cached across runs.
+
+XLA compiles the suite's programs with its LLVM backend at optimisation level 0
+(`--xla_backend_optimization_level=0`, inherited by workers and the notebook's
+kernel): a third less compile time. XLA's own graph passes (fusion, simplification)
+still run, so the programs compute what users' programs compute; only the machine
+code is less tuned, which the tests do not time. `MASKING_JAX_TEST_FULL_XLA=1` runs
+the suite with XLA's default optimisation instead.
 """
 
 import os
@@ -16,6 +23,11 @@ if _OWN_CACHE:  # the controller makes it; workers and kernels inherit the varia
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="masking_jax_tests_")
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+
+if os.environ.get("MASKING_JAX_TEST_FULL_XLA") != "1":
+    _FLAG = "--xla_backend_optimization_level=0"
+    if _FLAG not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FLAG}".strip()
 
 import jax  # noqa: E402  (reads the variables above)
 
