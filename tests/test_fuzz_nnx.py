@@ -91,6 +91,10 @@ UNROLL = ([False, True, 1, 2, np.int32(3)], [0, -2, 1.5, "2", None])
 DTYPE = ([jnp.float32, "float32", np.float32], [jnp.int32, "int8", "nope", None, 3])
 ACTIVATION = (["tanh", "relu", None, jax.nn.gelu], ["gelu", "TANH", 3, ""])
 RNGS = (["rngs"], [None, 0, "rngs-key"])  # "rngs" is made fresh per draw
+RATE = ([0.0, 0.25, 0, np.float32(0.5)], [1.0, -0.1, "0.1", None, True, np.array(0.1), 1j,
+                                          float("nan")])  # fmt: skip
+RNN_OPTIONS = {"dropout": RATE, "recurrent_dropout": RATE, "stateful": FLAG, "deterministic": FLAG}
+OPTIONAL_SIZE = ([None, 3], [s for s in SIZE_BAD if s is not None])
 
 
 def _rngs(value):
@@ -127,16 +131,20 @@ def test_rnn_constructors(data):
         "in_features": ([D, np.int64(D)], SIZE_BAD), "hidden_features": ([H], SIZE_BAD),
         "return_sequences": FLAG, "return_state": FLAG, "reverse": FLAG,
         "zero_output_for_mask": FLAG, "use_bias": FLAG, "unroll": UNROLL,
-        "param_dtype": DTYPE, "activation": ACTIVATION, "rngs": RNGS, **RNN_CLASSES[cls],
+        "param_dtype": DTYPE, "activation": ACTIVATION, "rngs": RNGS, **RNN_OPTIONS,
+        **RNN_CLASSES[cls],
     })  # fmt: skip
     layer = check_outcome(lambda: cls(**kwargs), bad)
     if layer is None:
         return
     for name in ("in_features", "hidden_features", "return_sequences", "return_state",
-                 "reverse", "zero_output_for_mask", "use_bias"):  # fmt: skip
+                 "reverse", "zero_output_for_mask", "use_bias", "stateful", "deterministic",
+                 "dropout", "recurrent_dropout"):  # fmt: skip
         value = getattr(layer, name)
-        assert value == kwargs[name] and type(value) in (int, bool), name
+        assert value == kwargs[name] and type(value) in (int, bool, float), name
     assert layer.param_dtype == jnp.float32 and layer.unroll == kwargs["unroll"]
+    assert isinstance(layer.states, mnx.RecurrentState) == kwargs["stateful"]
+    assert (layer.dropout_rngs is None) == (kwargs["dropout"] == kwargs["recurrent_dropout"] == 0)
 
 
 def _specs():
@@ -146,22 +154,47 @@ def _specs():
         "in_features": ([D], SIZE_BAD), "hidden_features": ([H], SIZE_BAD),
         "return_sequences": FLAG, "return_state": FLAG, "reverse": FLAG,
         "zero_output_for_mask": FLAG, "use_bias": FLAG, "unroll": UNROLL,
-        "param_dtype": DTYPE, "activation": ACTIVATION, "rngs": RNGS,
+        "param_dtype": DTYPE, "activation": ACTIVATION, "rngs": RNGS, **RNN_OPTIONS,
     }  # fmt: skip
     specs = {cls.__name__: (cls, {**rnn_options, **extra}) for cls, extra in RNN_CLASSES.items()}
     specs["RNN"] = (mnx.RNN, {
         "cell": ([cell], [3, jax.nn.relu, "gru", None]), "return_sequences": FLAG,
         "return_state": FLAG, "reverse": FLAG, "zero_output_for_mask": FLAG, "unroll": UNROLL,
-        "rngs": (["rngs", None], [0, "rngs-key", "r"]),
+        "rngs": (["rngs", None], [0, "rngs-key", "r"]), "dropout": RATE,
+        "stateful": FLAG, "deterministic": FLAG,
     })  # fmt: skip
     specs["Embedding"] = (mnx.Embedding, {
         "num_embeddings": ([5], SIZE_BAD), "features": ([D], SIZE_BAD), "mask_zero": FLAG,
         "pad_id": ([0], [1.5, "0", True, None]), "param_dtype": DTYPE, "rngs": RNGS,
     })  # fmt: skip
-    return specs
+    return {**specs, **NEW_LAYER_SPECS}
 
 
-@pytest.mark.parametrize("name", ["SimpleRNN", "LSTM", "GRU", "RNN", "Embedding"])
+NEW_LAYER_SPECS = {  # qkv_features=3 is valid only when num_heads divides it (never here)
+    "MultiHeadAttention": (mnx.MultiHeadAttention, {
+        "num_heads": ([2, np.int64(2)], SIZE_BAD), "in_features": ([D], SIZE_BAD),
+        "qkv_features": ([None, 4], [*OPTIONAL_SIZE[1], 3]), "out_features": OPTIONAL_SIZE,
+        "in_kv_features": OPTIONAL_SIZE, "causal": FLAG, "dropout_rate": RATE,
+        "use_bias": FLAG, "param_dtype": DTYPE, "rngs": RNGS,
+    }),
+    "BatchNorm": (mnx.BatchNorm, {
+        "num_features": ([D], SIZE_BAD),
+        "momentum": ([0.99, 0, 1, np.float32(0.5)], [1.5, -0.1, "0.9", None, True,
+                                                     float("nan"), np.array(0.9)]),
+        "epsilon": ([1e-3, 1], [0.0, -1.0, "1e-3", None, True, float("nan"), 1j]),
+        "use_running_average": FLAG, "param_dtype": DTYPE, "rngs": RNGS,
+    }),
+    "Conv1D": (mnx.Conv1D, {
+        "in_features": ([D], SIZE_BAD), "out_features": ([H], SIZE_BAD),
+        "kernel_size": ([2, 1], SIZE_BAD), "strides": ([1, 2], SIZE_BAD),
+        "padding": (["valid", "same", "causal"], ["VALID", "full", None, 1, "", ["same"]]),
+        "dilation": ([1, 2], SIZE_BAD), "use_bias": FLAG, "param_dtype": DTYPE, "rngs": RNGS,
+    }),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["SimpleRNN", "LSTM", "GRU", "RNN", "Embedding",
+                                  *NEW_LAYER_SPECS])  # fmt: skip
 def test_each_bad_option_alone_is_named(name):
     """Exhaustive, not drawn: every invalid value of every option, the others valid."""
     build, spec = _specs()[name]
@@ -169,9 +202,34 @@ def test_each_bad_option_alone_is_named(name):
         for value in invalid:
             kwargs = {k: _rngs(valid[0]) for k, (valid, _) in spec.items()}
             kwargs[option] = _rngs(value) if option == "rngs" else value
-            positional = [kwargs.pop(k) for k in ("cell", "in_features", "hidden_features",
-                                                  "num_embeddings", "features") if k in kwargs]
-            check_outcome(lambda: build(*positional, **kwargs), {option})  # noqa: B023
+            check_outcome(lambda: build(**kwargs), {option})  # noqa: B023
+
+
+@fuzz(40)
+@given(data=st.data())
+def test_new_layer_constructors(data):
+    """MultiHeadAttention, BatchNorm, Conv1D: options stored as checked Python values."""
+    name = data.draw(st.sampled_from(sorted(NEW_LAYER_SPECS)))
+    build, spec = NEW_LAYER_SPECS[name]
+    kwargs, bad = draw_kwargs(data, spec)
+    layer = check_outcome(lambda: build(**kwargs), bad)
+    if layer is None:
+        return
+    if name == "MultiHeadAttention":
+        inner = layer.attention
+        assert (inner.num_heads, inner.in_features, layer.causal) == (
+            kwargs["num_heads"], D, kwargs["causal"])
+        assert inner.qkv_features == (kwargs["qkv_features"] or D)
+        assert inner.out_features == (kwargs["out_features"] or D)
+        assert inner.dropout_rate == kwargs["dropout_rate"]
+        assert type(layer.causal) is bool and type(inner.num_heads) is int
+        return
+    names = {"BatchNorm": ("num_features", "momentum", "epsilon", "use_running_average"),
+             "Conv1D": ("in_features", "out_features", "kernel_size", "strides", "dilation",
+                        "padding")}[name]  # fmt: skip
+    for option in names:
+        value = getattr(layer, option)
+        assert value == kwargs[option] and type(value) in (int, bool, float, str), option
 
 
 @fuzz(40)
@@ -182,11 +240,16 @@ def test_cell_rnn_and_wrapper_constructors(data):
         "cell": ([cell], [3, jax.nn.relu, "gru", None]),
         "return_sequences": FLAG, "return_state": FLAG, "reverse": FLAG,
         "zero_output_for_mask": FLAG, "unroll": UNROLL,
-        "rngs": (["rngs", None], [0, "rngs-key", "r"]),
+        "rngs": (["rngs", None], [0, "rngs-key", "r"]), "dropout": RATE,
+        "stateful": FLAG, "deterministic": FLAG,
     })  # fmt: skip
+    if "dropout" not in bad and kwargs["dropout"] and kwargs["rngs"] is None:
+        bad = bad | {"rngs"}  # dropout draws its masks from rngs
     layer = check_outcome(lambda: mnx.RNN(kwargs.pop("cell"), **kwargs), bad)
     if layer is not None:
         assert layer.cell is cell and layer.return_sequences is bool(kwargs["return_sequences"])
+        assert layer.stateful is bool(kwargs["stateful"]) and layer.dropout == kwargs["dropout"]
+        assert isinstance(layer.states, mnx.RecurrentState) == layer.stateful
     wrapper = data.draw(st.sampled_from([mnx.PassMask, mnx.DropMask]))
     inner, ok = data.draw(pool([cell, jax.nn.relu, mnx.GlobalMaxPooling1D()], [3, None, "x"]))
     wrapped = check_outcome(lambda: wrapper(inner), set() if ok else {"layer"})
@@ -331,8 +394,6 @@ class Call:
             mask_kind = "ok"
         self.passing = passing if mask_kind != "none" else "args"
         self.bad = set(valid(x_kind, mask_kind))
-        if mask_kind == "list" and self.passing == "masked_x":
-            self.bad.add("mask")  # in a Masked, a list is a pytree of masks, one per data leaf
         if "mask" in self.bad and self.passing == "masked_x":
             self.bad |= {"x"}  # Masked(...) or the layer names `x.mask`, or `mask`
         if self.passing == "masked_x_and_mask":
@@ -391,7 +452,8 @@ CELL_RNN = mnx.RNN(nnx.SimpleCell(D, H, rngs=nnx.Rngs(0)), return_sequences=True
 
 
 def _rnn_valid(x_kind, mask_kind):
-    bad = set() if x_kind in ("ok", "f64") else {"x"}
+    """Integer `x` is legal: the RNN layers cast it to float, as Keras and Flax do."""
+    bad = set() if x_kind in ("ok", "f64", "int") else {"x"}
     return bad | (set() if mask_kind in ("none", "ok", "b1", "list") else {"mask"})
 
 
@@ -403,15 +465,17 @@ def _assert_real_steps_equal(out, expected, full_mask):
 
 
 def _cell_ref(cell, x, mask):
-    """A plain loop over each row's real steps with the Flax cell: the outputs there."""
-    out = np.zeros((B, T, H), np.float32)
-    for b in range(B):
+    """A plain loop over each row's real steps with the Flax cell: `(outputs, final carry)`."""
+    out = np.zeros(mask.shape + (H,), np.float32)
+    carries = []
+    for b in range(mask.shape[0]):
         carry = cell.initialize_carry((1, D), nnx.Rngs(0))
-        for t in range(T):
+        for t in range(mask.shape[1]):
             if mask[b, t]:
                 carry, y = cell(carry, jnp.asarray(x[b : b + 1, t], jnp.float32))
                 out[b, t] = y[0]
-    return out
+        carries.append(carry)
+    return out, jax.tree.map(lambda *rows: np.concatenate(rows), *carries)
 
 
 @fuzz(30)
@@ -423,19 +487,20 @@ def test_recurrent_layer_calls(which, call):
     if out is None:
         return
     mask = call.full[..., 0]
+    x = call.x.astype(np.float32)  # the references see the cast input
     assert isinstance(out, mj.Masked) == (layer.return_sequences and call.passing == "masked_x")
     out = np.asarray(out.data if isinstance(out, mj.Masked) else out)
     if which == "cell":
-        _assert_real_steps_equal(out, _cell_ref(layer.cell, call.x, mask), call.full)
+        _assert_real_steps_equal(out, _cell_ref(layer.cell, x, mask)[0], call.full)
         return
     if which == "bidirectional":
-        parts = [rnn_ref("lstm", _params(half), call.x, mask, reverse=half.reverse,
+        parts = [rnn_ref("lstm", _params(half), x, mask, reverse=half.reverse,
                          zero_output_for_mask=True)[0]
                  for half in (layer.forward_layer, layer.backward_layer)]  # fmt: skip
         _assert_real_steps_equal(out, np.concatenate(parts, -1), call.full)
         return
     cell, _ = RNN_LAYERS[which]
-    outputs, state = rnn_ref(cell, _params(layer), call.x, mask, reverse=layer.reverse,
+    outputs, state = rnn_ref(cell, _params(layer), x, mask, reverse=layer.reverse,
                              zero_output_for_mask=layer.zero_output_for_mask)  # fmt: skip
     if layer.return_sequences:
         _assert_real_steps_equal(out, outputs, call.full)
@@ -502,7 +567,7 @@ def test_temporal_split_calls(sections, call):
     if parts is None:
         return
     masks = np.split(call.full.reshape(B, T, -1)[..., 0], sections, axis=1)
-    datas = np.split(call.x, sections, axis=1)
+    datas = np.split(np.asarray(jnp.asarray(call.x)), sections, axis=1)  # float64 -> JAX's float32
     assert len(parts) == len(datas)
     for part, data, mask in zip(parts, datas, masks, strict=True):
         assert isinstance(part, mj.Masked) == (call.passing == "masked_x")

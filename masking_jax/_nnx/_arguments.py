@@ -107,9 +107,10 @@ def check_features(
     shape = np.shape(x)
     if len(shape) == 3 and shape[-1] != in_features:
         raise ValueError(
-            f"`{name}` has D={shape[-1]} features ({name}.shape[-1], shape {tuple(shape)}) but "
-            f"this {type(layer).__name__} was built with {option}={in_features}; build it "
-            f"with {option}={shape[-1]} or feed (B, T, {in_features}) inputs."
+            f"`{name}` must have {in_features} features (last axis); `{name}` has "
+            f"D={shape[-1]} features ({name}.shape[-1], shape {tuple(shape)}) but this "
+            f"{type(layer).__name__} was built with {option}={in_features}; build it with "
+            f"{option}={shape[-1]} or feed (B, T, {in_features}) inputs."
         )
 
 
