@@ -853,7 +853,7 @@ STATEFUL = {  # name: (reference cell, layer); the kept state is a RecurrentStat
 }  # fmt: skip
 
 
-@fuzz(25)
+@fuzz(15)
 @given(which=st.sampled_from(list(STATEFUL)), layouts=st.tuples(*[st.integers(0, 2)] * 2),
        x_kind=st.sampled_from(["ok", "ok", "int"]), masked=st.booleans(), jit=st.booleans(),
        batch=st.sampled_from([B, B, B, 1]))  # fmt: skip
