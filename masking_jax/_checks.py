@@ -10,7 +10,7 @@ the RNN kernels N chunks of K steps.
 """
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -242,22 +242,33 @@ def check_int(value: Any, name: str, *, minimum: int = 0, maximum: int | None = 
     return int(value)
 
 
+def check_float(value: Any, name: str, rule: str, accept: Callable[[float], bool]) -> float:
+    """Returns a static real option as a Python float, or raises naming `name`.
+
+    `rule` states the allowed range in words ("in [0, 1]", "> 0") and `accept` tests
+    it (NaN fails every comparison). Arrays, tracers, bools and complex numbers are
+    refused: the option is fixed when the program is built.
+    """
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.integer
+                                                           | np.floating):
+        raise TypeError(
+            f"`{name}` must be a Python float {rule} (a static value, not an array); got "
+            f"{type(value).__name__} {value!r}."
+        )
+    if not accept(float(value)):
+        raise ValueError(f"`{name}` must be {rule}; got {value!r}.")
+    return float(value)
+
+
 def check_rate(value: Any, name: str) -> float:
     """Returns a dropout rate as a Python float in [0, 1), or raises.
 
     Rates are static (a different rate compiles a different program), so arrays and
     tracers are refused, as are bools.
     """
-    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number):
-        raise TypeError(
-            f"`{name}` must be a Python float in [0, 1) (a static rate, not an array); got "
-            f"{type(value).__name__} {value!r}."
-        )
-    if not 0.0 <= float(value) < 1.0:
-        raise ValueError(
-            f"`{name}` must be in [0, 1) (the fraction of units dropped); got {value!r}."
-        )
-    return float(value)
+    return check_float(
+        value, name, "in [0, 1) (the fraction of units dropped)", lambda v: 0.0 <= v < 1.0
+    )
 
 
 def check_axis(axis: Any, ndim: int, name: str = "axis") -> tuple[int, ...]:

@@ -2,6 +2,7 @@
 
 - `split_masked`, `unpack`: a `Masked` input opened into `(data, mask)`, the mask
   checked (`check_layer_mask`) under the user's argument names.
+- `time_mask`: a checked mask broadcast to the `(B, T)` of its data.
 - `check_time_axis`, `check_floating`: what the time and pooling layers take.
 - `step_input_shape`: the `(B, D)` a cell's `initialize_carry` takes, from `x`.
 - `run_cell_layer`: a cell's pure step through `masking_jax.rnn`, shaped as a layer's result.
@@ -95,6 +96,23 @@ def unpack(x: Any, mask: Any, name: str = "x", mask_name: str = "mask") -> tuple
             f"{type(data).__name__}. Apply the layer to each leaf with jax.tree.map."
         )
     return data, mask, was_masked
+
+
+def time_mask(mask: jax.Array, x: Any, mask_name: str = "mask") -> jax.Array:
+    """A checked mask of `x` broadcast to the full `(B, T)` of `x` (a `(B, 1)` mask too).
+
+    Raises `ValueError` for a mask with more axes than `(B, T)`, e.g. one per feature.
+
+    Examples:
+      >>> time_mask(jnp.array([[True], [False]]), jnp.ones((2, 3, 1))).shape
+      (2, 3)
+    """
+    if mask.ndim > 2:
+        raise ValueError(
+            f"`{mask_name}` must be a (B, T) mask (or broadcast to it, e.g. (B, 1)) for this "
+            f"layer; got shape {tuple(mask.shape)}."
+        )
+    return jnp.broadcast_to(mask.reshape(mask.shape + (1,) * (2 - mask.ndim)), x.shape[:2])
 
 
 def check_time_axis(x: Any, name: str = "x") -> None:

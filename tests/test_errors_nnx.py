@@ -86,6 +86,123 @@ def test_checked_options_keep_their_python_types():
     assert mnx.TemporalSplit(np.array([1, 2])).indices_or_sections == (1, 2)
 
 
+# ------------------------------------------------------------------ new layers, RNN options
+
+
+@pytest.mark.parametrize(
+    ("build", "error", "match"),
+    [
+        (lambda: mnx.LSTM(D, H, dropout="0.1", rngs=RNGS), TypeError,
+         r"`dropout` must be a Python float in \[0, 1\) .* got str '0.1'"),
+        (lambda: mnx.GRU(D, H, recurrent_dropout=1.0, rngs=RNGS), ValueError,
+         r"`recurrent_dropout` must be in \[0, 1\) .* got 1.0"),
+        (lambda: mnx.SimpleRNN(D, H, dropout=1j, rngs=RNGS), TypeError, "`dropout`"),
+        (lambda: mnx.GRU(D, H, stateful="yes", rngs=RNGS), TypeError,
+         "`stateful` must be a Python bool"),
+        (lambda: mnx.LSTM(D, H, deterministic=1, rngs=RNGS), TypeError, "`deterministic`"),
+        (lambda: mnx.RNN(nnx.GRUCell(D, H, rngs=RNGS), dropout=0.5), TypeError,
+         "`rngs` is required for dropout"),
+        (lambda: mnx.RNN(nnx.GRUCell(D, H, rngs=RNGS), stateful=None), TypeError, "`stateful`"),
+        (lambda: mnx.MultiHeadAttention(2.0, D, rngs=RNGS), TypeError,
+         "`num_heads` must be an int"),
+        (lambda: mnx.MultiHeadAttention(2, 3, rngs=RNGS), ValueError,
+         r"`in_features \(the default qkv_features\)` must be a multiple of `num_heads`"),
+        (lambda: mnx.MultiHeadAttention(2, D, 3, rngs=RNGS), ValueError,
+         "`qkv_features` must be a multiple of `num_heads`.* got 3 for num_heads=2"),
+        (lambda: mnx.MultiHeadAttention(2, D, out_features=0, rngs=RNGS), ValueError,
+         "`out_features` must be >= 1"),
+        (lambda: mnx.MultiHeadAttention(2, D, in_kv_features="3", rngs=RNGS), TypeError,
+         "`in_kv_features`"),
+        (lambda: mnx.MultiHeadAttention(2, D, causal=jnp.array(True), rngs=RNGS), TypeError,
+         "`causal` must be a Python bool"),
+        (lambda: mnx.MultiHeadAttention(2, D, dropout_rate="0.1", rngs=RNGS), TypeError,
+         "`dropout_rate` must be a Python float"),
+        (lambda: mnx.MultiHeadAttention(2, D, use_bias="no", rngs=RNGS), TypeError, "`use_bias`"),
+        (lambda: mnx.MultiHeadAttention(2, D, param_dtype=jnp.int8, rngs=RNGS), TypeError,
+         "`param_dtype`"),
+        (lambda: mnx.MultiHeadAttention(2, D, rngs=0), TypeError, "`rngs` must be an `nnx.Rngs`"),
+        (lambda: mnx.BatchNorm(2.0, rngs=RNGS), TypeError, "`num_features` must be an int"),
+        (lambda: mnx.BatchNorm(D, momentum="0.9", rngs=RNGS), TypeError,
+         r"`momentum` must be a Python float in \[0, 1\]"),
+        (lambda: mnx.BatchNorm(D, epsilon=np.nan, rngs=RNGS), ValueError,
+         "`epsilon` must be > 0; got nan"),
+        (lambda: mnx.BatchNorm(D, use_running_average="yes", rngs=RNGS), TypeError,
+         "`use_running_average` must be a Python bool"),
+        (lambda: mnx.BatchNorm(D, param_dtype=None, rngs=RNGS), TypeError, "`param_dtype`"),
+        (lambda: mnx.BatchNorm(D, rngs=None), TypeError, "`rngs` must be an `nnx.Rngs`"),
+        (lambda: mnx.Conv1D(D, H, 2.0, rngs=RNGS), TypeError, "`kernel_size` must be an int"),
+        (lambda: mnx.Conv1D(D, H, 2, strides=True, rngs=RNGS), TypeError, "`strides`"),
+        (lambda: mnx.Conv1D(D, H, 2, use_bias="no", rngs=RNGS), TypeError, "`use_bias`"),
+        (lambda: mnx.Conv1D(D, H, 2, param_dtype="int32", rngs=RNGS), TypeError,
+         "`param_dtype`"),
+        (lambda: mnx.Conv1D(D, H, 2, rngs=jax.random.key(0)), TypeError, "`rngs`"),
+    ],
+)  # fmt: skip
+def test_new_layers_and_rnn_options_check_what_they_are_built_with(build, error, match):
+    with pytest.raises(error, match=match):
+        build()
+
+
+ATTENTION = mnx.MultiHeadAttention(2, D, 4, H, causal=True, rngs=nnx.Rngs(0))
+CONV = mnx.Conv1D(D, H, 2, rngs=nnx.Rngs(0))
+BATCH_NORM = mnx.BatchNorm(D, rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: ATTENTION(X, mask=np.ones((B, T, D), bool)), ValueError,
+         r"`mask` must be a \(B, T\) mask"),
+        (lambda: ATTENTION(X, mask=MASK.astype(int)), TypeError, "`mask` must be a boolean"),
+        (lambda: ATTENTION(X, X[:1], mask=MASK), ValueError,
+         r"`kv` must have the batch size of `x` \(2\)"),
+        (lambda: ATTENTION(X, X, kv_mask=MASK[:, :2]), ValueError,
+         r"`kv_mask` of shape \(2, 2\) does not match .* `kv`"),
+        (lambda: ATTENTION(X.astype(np.complex64)), TypeError, "`x` must be a real array"),
+        (lambda: ATTENTION(X[..., :1]), ValueError, "`x` must have 2 features"),
+        (lambda: CONV(X, mask=np.ones((B, T, D), bool)), ValueError,
+         r"`mask` must be a \(B, T\) mask"),
+        (lambda: CONV(mj.Masked(X, MASK.tolist()), mask=MASK), TypeError,
+         "`x` is a Masked, which carries its own mask"),
+        (lambda: CONV("x"), TypeError, "`x` must be a numeric array"),
+        (lambda: CONV(X[0]), ValueError, r"`x` must be 3-D"),
+        (lambda: BATCH_NORM(X, use_running_average="no"), TypeError, "`use_running_average`"),
+        (lambda: nnx.jit(lambda m, x, r: m(x, use_running_average=r))(BATCH_NORM, X, True),
+         TypeError, "`use_running_average` must be a Python bool"),
+        (lambda: BATCH_NORM(X.astype(np.complex64)), TypeError, "`x` must be a real array"),
+        (lambda: BATCH_NORM(X, mask=MASK[:, :2]), ValueError, "`mask` of shape"),
+    ],
+)  # fmt: skip
+def test_new_layers_name_the_call_argument(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_broadcast_masks_mean_their_broadcast_in_attention_and_conv1d():
+    """A (B, 1) mask once read its length as T=1: causal attention saw no causality and
+    Conv1D's output mask had one step."""
+    x = np.ones((B, T, D), np.float32)
+    rows = np.array([[True], [False]])
+    full = np.broadcast_to(rows, (B, T))
+    np.testing.assert_array_equal(ATTENTION(x, mask=rows), ATTENTION(x, mask=full))
+    np.testing.assert_array_equal(CONV.compute_mask(x, rows), CONV.compute_mask(x, full))
+    assert CONV(mj.Masked(x, rows)).mask.shape == (B, T - 1)
+
+
+def test_integer_inputs_are_cast_by_every_sequence_layer():
+    ids = np.array([[1, 2, 0], [3, 0, 0]])[..., None].repeat(D, -1)
+    for layer in (ATTENTION, CONV, BATCH_NORM, mnx.GRU(D, H, rngs=RNGS)):
+        np.testing.assert_allclose(layer(ids, mask=MASK), layer(ids.astype(np.float32), mask=MASK),
+                                   rtol=1e-6)  # fmt: skip
+
+
+def test_embedding_names_the_users_mask_when_combining():
+    emb = mnx.Embedding(5, D, mask_zero=True, rngs=RNGS)
+    with pytest.raises(ValueError, match=r"`ids` of shape \(2, 3\) and `mask` of shape "
+                                         r"\(2, 2, 3\)"):  # fmt: skip
+        emb.compute_mask(np.ones((B, T), int), (MASK, MASK))  # a tuple: one (2, B, T) mask
+
+
 # --------------------------------------------------------------------------- Bidirectional
 
 

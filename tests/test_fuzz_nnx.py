@@ -91,6 +91,10 @@ UNROLL = ([False, True, 1, 2, np.int32(3)], [0, -2, 1.5, "2", None])
 DTYPE = ([jnp.float32, "float32", np.float32], [jnp.int32, "int8", "nope", None, 3])
 ACTIVATION = (["tanh", "relu", None, jax.nn.gelu], ["gelu", "TANH", 3, ""])
 RNGS = (["rngs"], [None, 0, "rngs-key"])  # "rngs" is made fresh per draw
+RATE = ([0.0, 0.25, 0, np.float32(0.5)], [1.0, -0.1, "0.1", None, True, np.array(0.1), 1j,
+                                          float("nan")])  # fmt: skip
+RNN_OPTIONS = {"dropout": RATE, "recurrent_dropout": RATE, "stateful": FLAG, "deterministic": FLAG}
+OPTIONAL_SIZE = ([None, 3], [s for s in SIZE_BAD if s is not None])
 
 
 def _rngs(value):
@@ -127,16 +131,20 @@ def test_rnn_constructors(data):
         "in_features": ([D, np.int64(D)], SIZE_BAD), "hidden_features": ([H], SIZE_BAD),
         "return_sequences": FLAG, "return_state": FLAG, "reverse": FLAG,
         "zero_output_for_mask": FLAG, "use_bias": FLAG, "unroll": UNROLL,
-        "param_dtype": DTYPE, "activation": ACTIVATION, "rngs": RNGS, **RNN_CLASSES[cls],
+        "param_dtype": DTYPE, "activation": ACTIVATION, "rngs": RNGS, **RNN_OPTIONS,
+        **RNN_CLASSES[cls],
     })  # fmt: skip
     layer = check_outcome(lambda: cls(**kwargs), bad)
     if layer is None:
         return
     for name in ("in_features", "hidden_features", "return_sequences", "return_state",
-                 "reverse", "zero_output_for_mask", "use_bias"):  # fmt: skip
+                 "reverse", "zero_output_for_mask", "use_bias", "stateful", "deterministic",
+                 "dropout", "recurrent_dropout"):  # fmt: skip
         value = getattr(layer, name)
-        assert value == kwargs[name] and type(value) in (int, bool), name
+        assert value == kwargs[name] and type(value) in (int, bool, float), name
     assert layer.param_dtype == jnp.float32 and layer.unroll == kwargs["unroll"]
+    assert isinstance(layer.states, mnx.RecurrentState) == kwargs["stateful"]
+    assert (layer.dropout_rngs is None) == (kwargs["dropout"] == kwargs["recurrent_dropout"] == 0)
 
 
 def _specs():
@@ -146,22 +154,47 @@ def _specs():
         "in_features": ([D], SIZE_BAD), "hidden_features": ([H], SIZE_BAD),
         "return_sequences": FLAG, "return_state": FLAG, "reverse": FLAG,
         "zero_output_for_mask": FLAG, "use_bias": FLAG, "unroll": UNROLL,
-        "param_dtype": DTYPE, "activation": ACTIVATION, "rngs": RNGS,
+        "param_dtype": DTYPE, "activation": ACTIVATION, "rngs": RNGS, **RNN_OPTIONS,
     }  # fmt: skip
     specs = {cls.__name__: (cls, {**rnn_options, **extra}) for cls, extra in RNN_CLASSES.items()}
     specs["RNN"] = (mnx.RNN, {
         "cell": ([cell], [3, jax.nn.relu, "gru", None]), "return_sequences": FLAG,
         "return_state": FLAG, "reverse": FLAG, "zero_output_for_mask": FLAG, "unroll": UNROLL,
-        "rngs": (["rngs", None], [0, "rngs-key", "r"]),
+        "rngs": (["rngs", None], [0, "rngs-key", "r"]), "dropout": RATE,
+        "stateful": FLAG, "deterministic": FLAG,
     })  # fmt: skip
     specs["Embedding"] = (mnx.Embedding, {
         "num_embeddings": ([5], SIZE_BAD), "features": ([D], SIZE_BAD), "mask_zero": FLAG,
         "pad_id": ([0], [1.5, "0", True, None]), "param_dtype": DTYPE, "rngs": RNGS,
     })  # fmt: skip
-    return specs
+    return {**specs, **NEW_LAYER_SPECS}
 
 
-@pytest.mark.parametrize("name", ["SimpleRNN", "LSTM", "GRU", "RNN", "Embedding"])
+NEW_LAYER_SPECS = {  # qkv_features=3 is valid only when num_heads divides it (never here)
+    "MultiHeadAttention": (mnx.MultiHeadAttention, {
+        "num_heads": ([2, np.int64(2)], SIZE_BAD), "in_features": ([D], SIZE_BAD),
+        "qkv_features": ([None, 4], [*OPTIONAL_SIZE[1], 3]), "out_features": OPTIONAL_SIZE,
+        "in_kv_features": OPTIONAL_SIZE, "causal": FLAG, "dropout_rate": RATE,
+        "use_bias": FLAG, "param_dtype": DTYPE, "rngs": RNGS,
+    }),
+    "BatchNorm": (mnx.BatchNorm, {
+        "num_features": ([D], SIZE_BAD),
+        "momentum": ([0.99, 0, 1, np.float32(0.5)], [1.5, -0.1, "0.9", None, True,
+                                                     float("nan"), np.array(0.9)]),
+        "epsilon": ([1e-3, 1], [0.0, -1.0, "1e-3", None, True, float("nan"), 1j]),
+        "use_running_average": FLAG, "param_dtype": DTYPE, "rngs": RNGS,
+    }),
+    "Conv1D": (mnx.Conv1D, {
+        "in_features": ([D], SIZE_BAD), "out_features": ([H], SIZE_BAD),
+        "kernel_size": ([2, 1], SIZE_BAD), "strides": ([1, 2], SIZE_BAD),
+        "padding": (["valid", "same", "causal"], ["VALID", "full", None, 1, "", ["same"]]),
+        "dilation": ([1, 2], SIZE_BAD), "use_bias": FLAG, "param_dtype": DTYPE, "rngs": RNGS,
+    }),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["SimpleRNN", "LSTM", "GRU", "RNN", "Embedding",
+                                  *NEW_LAYER_SPECS])  # fmt: skip
 def test_each_bad_option_alone_is_named(name):
     """Exhaustive, not drawn: every invalid value of every option, the others valid."""
     build, spec = _specs()[name]
@@ -169,9 +202,34 @@ def test_each_bad_option_alone_is_named(name):
         for value in invalid:
             kwargs = {k: _rngs(valid[0]) for k, (valid, _) in spec.items()}
             kwargs[option] = _rngs(value) if option == "rngs" else value
-            positional = [kwargs.pop(k) for k in ("cell", "in_features", "hidden_features",
-                                                  "num_embeddings", "features") if k in kwargs]
-            check_outcome(lambda: build(*positional, **kwargs), {option})  # noqa: B023
+            check_outcome(lambda: build(**kwargs), {option})  # noqa: B023
+
+
+@fuzz(40)
+@given(data=st.data())
+def test_new_layer_constructors(data):
+    """MultiHeadAttention, BatchNorm, Conv1D: options stored as checked Python values."""
+    name = data.draw(st.sampled_from(sorted(NEW_LAYER_SPECS)))
+    build, spec = NEW_LAYER_SPECS[name]
+    kwargs, bad = draw_kwargs(data, spec)
+    layer = check_outcome(lambda: build(**kwargs), bad)
+    if layer is None:
+        return
+    if name == "MultiHeadAttention":
+        inner = layer.attention
+        assert (inner.num_heads, inner.in_features, layer.causal) == (
+            kwargs["num_heads"], D, kwargs["causal"])
+        assert inner.qkv_features == (kwargs["qkv_features"] or D)
+        assert inner.out_features == (kwargs["out_features"] or D)
+        assert inner.dropout_rate == kwargs["dropout_rate"]
+        assert type(layer.causal) is bool and type(inner.num_heads) is int
+        return
+    names = {"BatchNorm": ("num_features", "momentum", "epsilon", "use_running_average"),
+             "Conv1D": ("in_features", "out_features", "kernel_size", "strides", "dilation",
+                        "padding")}[name]  # fmt: skip
+    for option in names:
+        value = getattr(layer, option)
+        assert value == kwargs[option] and type(value) in (int, bool, float, str), option
 
 
 @fuzz(40)
@@ -182,11 +240,16 @@ def test_cell_rnn_and_wrapper_constructors(data):
         "cell": ([cell], [3, jax.nn.relu, "gru", None]),
         "return_sequences": FLAG, "return_state": FLAG, "reverse": FLAG,
         "zero_output_for_mask": FLAG, "unroll": UNROLL,
-        "rngs": (["rngs", None], [0, "rngs-key", "r"]),
+        "rngs": (["rngs", None], [0, "rngs-key", "r"]), "dropout": RATE,
+        "stateful": FLAG, "deterministic": FLAG,
     })  # fmt: skip
+    if "dropout" not in bad and kwargs["dropout"] and kwargs["rngs"] is None:
+        bad = bad | {"rngs"}  # dropout draws its masks from rngs
     layer = check_outcome(lambda: mnx.RNN(kwargs.pop("cell"), **kwargs), bad)
     if layer is not None:
         assert layer.cell is cell and layer.return_sequences is bool(kwargs["return_sequences"])
+        assert layer.stateful is bool(kwargs["stateful"]) and layer.dropout == kwargs["dropout"]
+        assert isinstance(layer.states, mnx.RecurrentState) == layer.stateful
     wrapper = data.draw(st.sampled_from([mnx.PassMask, mnx.DropMask]))
     inner, ok = data.draw(pool([cell, jax.nn.relu, mnx.GlobalMaxPooling1D()], [3, None, "x"]))
     wrapped = check_outcome(lambda: wrapper(inner), set() if ok else {"layer"})
@@ -298,7 +361,7 @@ PASSING = ["args", "masked_x", "masked_x_and_mask"]
 def _x(kind: str) -> np.ndarray:
     shape = {"rank2": (B, T), "rank4": (B, T, D, 1), "wide": (B, T, D + 1)}.get(kind, (B, T, D))
     x = np.random.default_rng(0).normal(size=shape)
-    return {"int": x.astype(np.int32), "f64": x}.get(kind, x.astype(np.float32))
+    return {"int": np.round(3 * x).astype(np.int32), "f64": x}.get(kind, x.astype(np.float32))
 
 
 def _mask(kind: str, m: np.ndarray, x: np.ndarray):
@@ -331,8 +394,6 @@ class Call:
             mask_kind = "ok"
         self.passing = passing if mask_kind != "none" else "args"
         self.bad = set(valid(x_kind, mask_kind))
-        if mask_kind == "list" and self.passing == "masked_x":
-            self.bad.add("mask")  # in a Masked, a list is a pytree of masks, one per data leaf
         if "mask" in self.bad and self.passing == "masked_x":
             self.bad |= {"x"}  # Masked(...) or the layer names `x.mask`, or `mask`
         if self.passing == "masked_x_and_mask":
@@ -391,7 +452,8 @@ CELL_RNN = mnx.RNN(nnx.SimpleCell(D, H, rngs=nnx.Rngs(0)), return_sequences=True
 
 
 def _rnn_valid(x_kind, mask_kind):
-    bad = set() if x_kind in ("ok", "f64") else {"x"}
+    """Integer `x` is legal: the RNN layers cast it to float, as Keras and Flax do."""
+    bad = set() if x_kind in ("ok", "f64", "int") else {"x"}
     return bad | (set() if mask_kind in ("none", "ok", "b1", "list") else {"mask"})
 
 
@@ -403,15 +465,17 @@ def _assert_real_steps_equal(out, expected, full_mask):
 
 
 def _cell_ref(cell, x, mask):
-    """A plain loop over each row's real steps with the Flax cell: the outputs there."""
-    out = np.zeros((B, T, H), np.float32)
-    for b in range(B):
+    """A plain loop over each row's real steps with the Flax cell: `(outputs, final carry)`."""
+    out = np.zeros((*mask.shape, H), np.float32)
+    carries = []
+    for b in range(mask.shape[0]):
         carry = cell.initialize_carry((1, D), nnx.Rngs(0))
-        for t in range(T):
+        for t in range(mask.shape[1]):
             if mask[b, t]:
                 carry, y = cell(carry, jnp.asarray(x[b : b + 1, t], jnp.float32))
                 out[b, t] = y[0]
-    return out
+        carries.append(carry)
+    return out, jax.tree.map(lambda *rows: np.concatenate(rows), *carries)
 
 
 @fuzz(30)
@@ -423,19 +487,20 @@ def test_recurrent_layer_calls(which, call):
     if out is None:
         return
     mask = call.full[..., 0]
+    x = call.x.astype(np.float32)  # the references see the cast input
     assert isinstance(out, mj.Masked) == (layer.return_sequences and call.passing == "masked_x")
     out = np.asarray(out.data if isinstance(out, mj.Masked) else out)
     if which == "cell":
-        _assert_real_steps_equal(out, _cell_ref(layer.cell, call.x, mask), call.full)
+        _assert_real_steps_equal(out, _cell_ref(layer.cell, x, mask)[0], call.full)
         return
     if which == "bidirectional":
-        parts = [rnn_ref("lstm", _params(half), call.x, mask, reverse=half.reverse,
+        parts = [rnn_ref("lstm", _params(half), x, mask, reverse=half.reverse,
                          zero_output_for_mask=True)[0]
                  for half in (layer.forward_layer, layer.backward_layer)]  # fmt: skip
         _assert_real_steps_equal(out, np.concatenate(parts, -1), call.full)
         return
     cell, _ = RNN_LAYERS[which]
-    outputs, state = rnn_ref(cell, _params(layer), call.x, mask, reverse=layer.reverse,
+    outputs, state = rnn_ref(cell, _params(layer), x, mask, reverse=layer.reverse,
                              zero_output_for_mask=layer.zero_output_for_mask)  # fmt: skip
     if layer.return_sequences:
         _assert_real_steps_equal(out, outputs, call.full)
@@ -502,7 +567,7 @@ def test_temporal_split_calls(sections, call):
     if parts is None:
         return
     masks = np.split(call.full.reshape(B, T, -1)[..., 0], sections, axis=1)
-    datas = np.split(call.x, sections, axis=1)
+    datas = np.split(np.asarray(jnp.asarray(call.x)), sections, axis=1)  # float64 -> JAX's float32
     assert len(parts) == len(datas)
     for part, data, mask in zip(parts, datas, masks, strict=True):
         assert isinstance(part, mj.Masked) == (call.passing == "masked_x")
@@ -608,6 +673,250 @@ def test_masking_calls(mask_value, layout, masked, x_kind):
     np.testing.assert_array_equal(layer.compute_mask(x), real)
 
 
+# --------------------------------------------------------------------------- new layers
+
+
+def _sequence_valid(x_kind, mask_kind):
+    """Conv1D and attention: (B, T, D) x (integers cast), a (B, T) mask or one broadcast to it."""
+    bad = set() if x_kind in ("ok", "f64", "int") else {"x"}
+    return bad | (set() if mask_kind in ("none", "ok", "b1", "list", "row") else {"mask"})
+
+
+def _filled(x, full):
+    return np.where(full, x, 0.0).astype(np.float64)
+
+
+ATTENTION = {  # name: layer; one static configuration each (compiles)
+    "self": mnx.MultiHeadAttention(2, D, 4, H, rngs=nnx.Rngs(0)),
+    "causal": mnx.MultiHeadAttention(2, D, 4, H, causal=True, rngs=nnx.Rngs(1)),
+    "cross": mnx.MultiHeadAttention(2, D, 4, H, in_kv_features=D + 1, rngs=nnx.Rngs(2)),
+}
+KV_MASKS = {"none": None, "ok": MASKS[1], "b1": MASKS[1][:, :1], "int": MASKS[1].astype(int),
+            "short": MASKS[1][:, :2]}  # fmt: skip
+
+
+def _attention_ref(layer, x, q_real, kv, kv_real):
+    """A plain loop: each real query over its allowed real keys; zeros where none."""
+    a = layer.attention
+    p = {n: (np.asarray(getattr(a, n).kernel[...], np.float64),
+             np.asarray(getattr(a, n).bias[...], np.float64))
+         for n in ("query", "key", "value", "out")}  # fmt: skip
+    q, k, v = (np.einsum("btd,dnh->btnh", z, p[n][0]) + p[n][1]
+               for z, n in ((x, "query"), (kv, "key"), (kv, "value")))  # fmt: skip
+    out = np.zeros((*x.shape[:2], p["out"][1].shape[0]))
+    for b, t in np.ndindex(*x.shape[:2]):
+        keys = [s for s in range(kv.shape[1]) if kv_real[b, s] and (s <= t or not layer.causal)]
+        if not q_real[b, t] or not keys:
+            continue
+        logits = np.einsum("nh,snh->ns", q[b, t], k[b, keys]) / np.sqrt(q.shape[-1])
+        weights = np.exp(logits - logits.max(-1, keepdims=True))
+        weights /= weights.sum(-1, keepdims=True)
+        out[b, t] = np.einsum("nhf,nh->f", p["out"][0], np.einsum("ns,snh->nh", weights,
+                                                                  v[b, keys])) + p["out"][1]
+    return out
+
+
+@fuzz(30)
+@given(which=st.sampled_from(list(ATTENTION)), call=calls(_sequence_valid, jit=st.booleans()),
+       kv_mask=st.sampled_from(list(KV_MASKS)), kv_as_masked=st.booleans())  # fmt: skip
+def test_attention_calls(which, call, kv_mask, kv_as_masked):
+    layer = ATTENTION[which]
+    kv_real, kv = np.ones((B, T), bool), None
+    if which == "cross":
+        if kv_mask in ("int", "short"):
+            call.bad = call.bad | {"kv_mask"}
+        else:
+            kv_real = _full_mask(KV_MASKS[kv_mask], np.ones((B, T)))
+        kv = np.where(kv_real[..., None], np.random.default_rng(1).normal(size=(B, T, D + 1)),
+                      np.nan).astype(np.float32)  # fmt: skip
+
+    def attend():
+        args, kwargs = call.arguments()
+        if kv is None:
+            pass
+        elif kv_as_masked and KV_MASKS[kv_mask] is not None and kv_mask not in ("int", "short"):
+            args = (*args, mj.Masked(kv, KV_MASKS[kv_mask]))
+        else:
+            args, kwargs = (*args, kv), {**kwargs, "kv_mask": KV_MASKS[kv_mask]}
+        return (_jitted_call if call.jit else _call)(layer, args, kwargs)
+
+    out = check_outcome(attend, call.bad)
+    if out is None:
+        return
+    assert isinstance(out, mj.Masked) == (call.passing == "masked_x")
+    if isinstance(out, mj.Masked):
+        np.testing.assert_array_equal(out.mask, call.full[..., 0])
+        out = out.data
+    q_real = call.full[..., 0]
+    x = _filled(call.x, call.full)
+    kv_in = x if which != "cross" else _filled(kv, kv_real[..., None])
+    expected = _attention_ref(layer, x, q_real, kv_in, q_real if which != "cross" else kv_real)
+    assert np.isfinite(out).all(), "NaN padding reached an attention output"
+    np.testing.assert_allclose(out, expected, rtol=2e-5, atol=2e-5)
+
+
+CONVS = {  # one static configuration each (compiles)
+    "valid": mnx.Conv1D(D, H, 2, rngs=nnx.Rngs(0)),
+    "same_strided": mnx.Conv1D(D, H, 2, strides=2, padding="same", rngs=nnx.Rngs(1)),
+    "causal_dilated": mnx.Conv1D(D, H, 2, padding="causal", dilation=2, rngs=nnx.Rngs(2)),
+}
+
+
+def _conv_ref(layer, x, real):
+    """Zero-filled `x` convolved by a loop over windows, and the output mask the window rule
+    gives (valid: every step read is real; same/causal: the step at `t * strides`)."""
+    k, s, d = layer.kernel_size, layer.strides, layer.dilation
+    span = d * (k - 1)
+    steps = x.shape[1]
+    if layer.padding == "valid":
+        left, n_out = 0, (steps - span - 1) // s + 1
+    elif layer.padding == "causal":
+        left, n_out = span, (steps - 1) // s + 1
+    else:
+        n_out = -(-steps // s)
+        left = max((n_out - 1) * s + span + 1 - steps, 0) // 2
+    padded = np.pad(x, ((0, 0), (left, span + steps), (0, 0)))
+    kernel = np.asarray(layer.kernel[...], np.float64)
+    y = np.stack([sum(padded[:, o * s + j * d] @ kernel[j] for j in range(k))
+                  for o in range(n_out)], axis=1) + np.asarray(layer.bias[...])  # fmt: skip
+    if layer.padding == "valid":
+        mask = np.stack([real[:, o * s : o * s + span + 1 : d].all(1) for o in range(n_out)], 1)
+    else:
+        mask = real[:, ::s]
+    return y, mask
+
+
+@fuzz(30)
+@given(which=st.sampled_from(list(CONVS)), call=calls(_sequence_valid, jit=st.booleans()))
+def test_conv1d_calls(which, call):
+    layer = CONVS[which]
+    out = check_outcome(lambda: call(layer), call.bad)
+    if out is None:
+        return
+    expected, expected_mask = _conv_ref(layer, _filled(call.x, call.full), call.full[..., 0])
+    assert isinstance(out, mj.Masked) == (call.passing == "masked_x")
+    if isinstance(out, mj.Masked):
+        np.testing.assert_array_equal(out.mask, expected_mask)
+        out = out.data
+    elif call.mask is not None:
+        np.testing.assert_array_equal(layer.compute_mask(call.x, call.mask), expected_mask)
+    assert np.isfinite(out).all(), "NaN padding reached a convolution output"
+    np.testing.assert_allclose(out, expected, rtol=2e-5, atol=2e-5)
+
+
+def _norm_valid(x_kind, mask_kind):
+    """BatchNorm: any (B, ..., D) x; a mask covering its leading axes (a per-feature one too)."""
+    bad = {"x"} if x_kind in ("rank2", "rank4", "wide") else set()
+    if mask_kind in ("int", "float", "short", "batch3", "masked"):
+        bad.add("mask")
+    if mask_kind == "feat3d" and x_kind == "rank2":
+        bad.add("mask")
+    return bad
+
+
+BATCH_NORM = mnx.BatchNorm(D, momentum=0.9, rngs=nnx.Rngs(0))
+
+
+@fuzz(30)
+@given(call=calls(_norm_valid, jit=st.booleans()), running=st.booleans())
+def test_batch_norm_calls(call, running):
+    """Training (batch statistics of the real steps, moving averages updated) or evaluation."""
+    layer = BATCH_NORM
+    layer.eval() if running else layer.train()
+    before = [np.asarray(v[...], np.float64) for v in (layer.moving_mean, layer.moving_variance)]
+    out = check_outcome(lambda: call(layer), call.bad)
+    if out is None:
+        return
+    full, x = call.full, _filled(call.x, call.full)
+    count = full.sum(axis=(0, 1))
+    mean = x.sum(axis=(0, 1)) / np.maximum(count, 1)
+    var = (np.where(full, x - mean, 0.0) ** 2).sum(axis=(0, 1)) / np.maximum(count, 1)
+    if running:
+        mean, var = before
+        after = before
+    else:
+        after = [0.9 * old + 0.1 * new for old, new in zip(before, (mean, var), strict=True)]
+    expected = np.where(full, (x - mean) / np.sqrt(var + 1e-3), 0.0)  # gamma 1, beta 0
+    assert isinstance(out, mj.Masked) == (call.passing == "masked_x")
+    out = out.data if isinstance(out, mj.Masked) else out
+    assert np.isfinite(out).all(), "NaN padding reached a normalised output"
+    np.testing.assert_allclose(out, expected, rtol=2e-5, atol=2e-5)
+    for stat, value in zip((layer.moving_mean, layer.moving_variance), after, strict=True):
+        np.testing.assert_allclose(stat[...], value, rtol=2e-5, atol=1e-6)
+
+
+STATEFUL = {  # name: (reference cell, layer); the kept state is a RecurrentState
+    "gru": ("gru", _rnn(mnx.GRU, return_sequences=True, stateful=True)),
+    "lstm_last": ("lstm", _rnn(mnx.LSTM, stateful=True)),
+    "cell": ("cell", mnx.RNN(nnx.SimpleCell(D, H, rngs=nnx.Rngs(0)), return_sequences=True,
+                             stateful=True)),
+}  # fmt: skip
+
+
+@fuzz(15)
+@given(which=st.sampled_from(list(STATEFUL)), layouts=st.tuples(*[st.integers(0, 2)] * 2),
+       x_kind=st.sampled_from(["ok", "ok", "int"]), masked=st.booleans(), jit=st.booleans(),
+       batch=st.sampled_from([B, B, B, 1]))  # fmt: skip
+def test_stateful_calls(which, layouts, x_kind, masked, jit, batch):
+    """Two calls of a stateful layer on the halves of sequences equal one on the whole; the
+    `RecurrentState` holds the final state; another batch size raises naming `x`."""
+    cell, layer = STATEFUL[which]
+    layer.reset_state()
+    halves = []
+    for i, layout in enumerate(layouts):
+        m = MASKS[layout]
+        x = _x(x_kind) + (i if x_kind == "int" else 0)
+        halves.append((np.where(m[..., None], x, np.nan) if x_kind == "ok" else x, m))
+    run = _jitted_call if jit else _call
+    first = run(layer, (mj.Masked(*halves[0]) if masked else halves[0][0],),
+                {} if masked else {"mask": halves[0][1]})  # fmt: skip
+    assert first is not None and layer.states.get_value() is not None
+    if batch != B:  # eager only: a new batch size compiles a new program
+        x1 = halves[1][0][:batch].astype(np.float32)
+        check_outcome(lambda: layer(x1, mask=halves[1][1][:batch]), {"x"})
+        return
+    second = run(layer, (mj.Masked(*halves[1]) if masked else halves[1][0],),
+                 {} if masked else {"mask": halves[1][1]})  # fmt: skip
+    second = second.data if isinstance(second, mj.Masked) else second
+    x = np.concatenate([h[0] for h in halves], axis=1).astype(np.float32)
+    mask = np.concatenate([h[1] for h in halves], axis=1)
+    if cell == "cell":
+        outputs, state = _cell_ref(layer.cell, x, mask)
+    else:
+        outputs, state = rnn_ref(cell, _params(layer), x, mask)
+    kept = nnx.state(layer, mnx.RecurrentState)
+    for got, want in zip(jax.tree.leaves(kept), jax.tree.leaves(state), strict=True):
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+    full = np.broadcast_to(halves[1][1][..., None], (B, T, H))
+    if layer.return_sequences:
+        _assert_real_steps_equal(np.asarray(second), outputs[:, T:], full)
+    else:
+        np.testing.assert_allclose(second, state[0], rtol=2e-5, atol=2e-6)
+    layer.reset_state()
+    assert layer.states.get_value() is None
+
+
+DROPOUT = _rnn(mnx.GRU, return_sequences=True, dropout=0.5, recurrent_dropout=0.5)
+
+
+@fuzz(10)
+@given(layout=st.integers(0, 2), training=st.booleans(), jit=st.booleans())
+def test_dropout_calls(layout, training, jit):
+    """In evaluation the dropout layer is the reference without dropout; in training it
+    drops units (another result) and NaN padding still never reaches a real step."""
+    m = MASKS[layout]
+    x = np.where(m[..., None], _x("ok"), np.nan)
+    DROPOUT.train() if training else DROPOUT.eval()
+    out = np.asarray((_jitted_call if jit else _call)(DROPOUT, (x,), {"mask": m}))
+    full = np.broadcast_to(m[..., None], (B, T, H))
+    expected = rnn_ref("gru", _params(DROPOUT), x.astype(np.float32), m)[0]
+    if not training:
+        _assert_real_steps_equal(out, expected, full)
+        return
+    assert np.isfinite(out[full]).all(), "NaN or inf at a real step"
+    assert not np.allclose(out[full], expected[full]), "dropout dropped nothing in training"
+
+
 # --------------------------------------------------------------------------- Sequential
 
 
@@ -694,6 +1003,8 @@ FUZZED = {
     "TemporalSoftmax": test_pooling_and_softmax_calls, "TemporalSplit": test_temporal_split_calls,
     "TemporalConcat": test_temporal_concat_calls, "Sequential": test_sequential_and_call_with_mask,
     "call_with_mask": test_sequential_and_call_with_mask,
+    "MultiHeadAttention": test_attention_calls, "Conv1D": test_conv1d_calls,
+    "BatchNorm": test_batch_norm_calls, "RecurrentState": test_stateful_calls,
 }
 NOT_FUZZED = {  # public names that are not layers, with where they are checked instead
     "POSITIONWISE_MODULES": "a tuple of Flax classes, exercised through the Sequential fuzz",

@@ -13,7 +13,13 @@ from flax import nnx
 
 from .._layer_calls import run_cell_layer, step_input_shape, unpack
 from ._arguments import check_bool, check_features, check_rngs, check_unroll
-from ._rnn_options import RecurrentState, carried_state, dropout_kwargs, dropout_options, keep_state
+from ._rnn_options import (
+    carried_state,
+    dropout_kwargs,
+    dropout_options,
+    keep_state,
+    stateful_option,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,8 +124,7 @@ class RNN(nnx.Module):
         self.unroll = check_unroll(unroll)
         self.rngs = (check_rngs(rngs) if rngs is not None else nnx.Rngs(carry=0)).carry.fork()
         dropout_options(self, dropout, 0.0, deterministic, rngs)
-        self.stateful = check_bool(stateful, "stateful")
-        self.states = RecurrentState(None) if self.stateful else None
+        stateful_option(self, stateful)
 
     def initialize_carry(self, batch: int, in_features: int) -> Any:
         """The cell's initial carry for `(B, D)` inputs."""

@@ -12,22 +12,27 @@ True = real step, False = padding.
 import sys
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from .._checks import check_bool, check_int
+from .._checks import as_array, check_bool, check_float, check_int, check_rank, check_rate
 from .._layer_calls import check_floating, check_layer_mask, check_time_axis
 from .._rnn._validate import check_unroll
 
 __all__ = [
     "check_bool",
     "check_features",
+    "check_float",
     "check_floating",
     "check_layer_mask",
     "check_mask_value",
+    "check_optional_size",
     "check_param_dtype",
+    "check_rate",
     "check_rngs",
+    "check_sequences",
     "check_signed_int",
     "check_size",
     "check_time_axis",
@@ -38,6 +43,11 @@ __all__ = [
 def check_size(value: Any, name: str) -> int:
     """A size (features, units, vocabulary, sections): a Python int >= 1."""
     return check_int(value, name, minimum=1)
+
+
+def check_optional_size(value: Any, name: str) -> int | None:
+    """`None` (the layer picks the size) or a size, a Python int >= 1."""
+    return None if value is None else check_size(value, name)
 
 
 def check_signed_int(value: Any, name: str) -> int:
@@ -87,14 +97,32 @@ def check_mask_value(value: Any) -> float | int:
     return scalar.item()
 
 
-def check_features(x: Any, in_features: int, layer: Any) -> None:
-    """Raises `ValueError` unless the last axis of `x` holds the layer's `in_features`."""
+def check_features(
+    x: Any, in_features: int, layer: Any, name: str = "x", option: str = "in_features"
+) -> None:
+    """Raises `ValueError` unless the last axis of a 3-D `x` holds the layer's `in_features`.
+
+    `name` is the input's argument name and `option` the constructor option it must fit.
+    """
     shape = np.shape(x)
     if len(shape) == 3 and shape[-1] != in_features:
         raise ValueError(
-            f"`x` has D={shape[-1]} features (x.shape[-1], shape {tuple(shape)}) but this "
-            f"{type(layer).__name__} was built with in_features={in_features}; build it "
-            f"with in_features={shape[-1]} or feed (B, T, {in_features}) inputs."
+            f"`{name}` must have {in_features} features (last axis); `{name}` has "
+            f"D={shape[-1]} features ({name}.shape[-1], shape {tuple(shape)}) but this "
+            f"{type(layer).__name__} was built with {option}={in_features}; build it with "
+            f"{option}={shape[-1]} or feed (B, T, {in_features}) inputs."
         )
 
 
+def check_sequences(
+    x: Any, in_features: int, layer: Any, name: str = "x", option: str = "in_features"
+) -> jax.Array:
+    """`x` as a real `(B, T, D)` array with the layer's `in_features`, or raises naming `name`.
+
+    Integer and bool inputs pass (the layer casts them to its float dtype, as Keras
+    does); complex ones, strings and other objects raise `TypeError`.
+    """
+    x = as_array(x, name, complex_ok=False)
+    check_rank(x, name, 3, "(B, T, D): batch, time, features")
+    check_features(x, in_features, layer, name, option)
+    return x

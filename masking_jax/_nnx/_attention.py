@@ -10,9 +10,17 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from .._checks import check_bool, check_rank
+from .._layer_calls import time_mask, unpack
 from .._masks import Masked, attention_mask
-from ._protocol import unpack
+from ._arguments import (
+    check_bool,
+    check_optional_size,
+    check_param_dtype,
+    check_rate,
+    check_rngs,
+    check_sequences,
+    check_size,
+)
 
 
 def _filled(x: jax.Array, mask: jax.Array | None) -> jax.Array:
@@ -60,9 +68,14 @@ class MultiHeadAttention(nnx.Module):
     `Masked`; for a `Masked` `x` the result is a `Masked`. Returns `(B, T,
     out_features)`; the output mask is the query mask (`compute_mask`).
 
+    Integer and bool inputs are cast to the parameters' float dtype, as Keras casts them.
+
     Raises:
-      TypeError: for a `causal` that is not a Python bool, `kv_mask` without `kv`.
-      ValueError: for inputs of the wrong rank or features.
+      TypeError: for options of the wrong type (a `causal` that is not a Python bool,
+        a float size, ...), non-numeric or complex inputs, `kv_mask` without `kv`.
+      ValueError: for sizes below 1, a `qkv_features` that `num_heads` does not
+        divide, inputs of the wrong rank, features or batch size, and masks that do
+        not fit their input.
 
     Examples:
       >>> mha = MultiHeadAttention(2, 4, rngs=nnx.Rngs(0))
@@ -86,44 +99,57 @@ class MultiHeadAttention(nnx.Module):
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
     ):
+        num_heads = check_size(num_heads, "num_heads")
+        in_features = check_size(in_features, "in_features")
+        qkv_features = check_optional_size(qkv_features, "qkv_features")
+        if (qkv_features or in_features) % num_heads:
+            name = "qkv_features" if qkv_features else "in_features (the default qkv_features)"
+            raise ValueError(
+                f"`{name}` must be a multiple of `num_heads`, the features of each head "
+                f"times the heads; got {qkv_features or in_features} for num_heads={num_heads}."
+            )
         self.causal = check_bool(causal, "causal")
-        if not 0.0 <= dropout_rate < 1.0:
-            raise ValueError(f"`dropout_rate` must be in [0, 1); got {dropout_rate!r}.")
         self.attention = nnx.MultiHeadAttention(
             num_heads,
             in_features,
             qkv_features,
-            out_features,
-            in_kv_features=in_kv_features,
-            dropout_rate=dropout_rate,
+            check_optional_size(out_features, "out_features"),
+            in_kv_features=check_optional_size(in_kv_features, "in_kv_features"),
+            dropout_rate=check_rate(dropout_rate, "dropout_rate"),
             broadcast_dropout=False,  # one draw per weight, as Keras' Dropout
             deterministic=False,
-            use_bias=use_bias,
-            param_dtype=param_dtype,
+            use_bias=check_bool(use_bias, "use_bias"),
+            param_dtype=check_param_dtype(param_dtype),
             decode=False,
-            rngs=rngs,
+            rngs=check_rngs(rngs),
         )
 
     def _inputs(self, x: Any, kv: Any, mask: Any, kv_mask: Any):
-        """`(q, q_mask, kv, kv_mask, was_masked)`, checked; `kv` is `q` in self-attention."""
-        q, q_mask, was_masked = unpack(x, mask, "x")
+        """`(q, q_mask, kv, kv_mask, was_masked)`, checked, masks `(B, T)` / `(B, S)` or None.
+
+        `kv` is `q` in self-attention. Integer and bool inputs come back as floats.
+        """
+        q, q_mask, was_masked = self._input(x, mask, "x", "mask", "in_features")
         if kv is None:
             if kv_mask is not None:
                 raise TypeError("`kv_mask` needs `kv`; in self-attention pass only `mask=`.")
-            kv, kv_mask = q, q_mask
-        else:
-            kv, kv_mask, _ = unpack(kv, kv_mask, "kv")
-        for name, value, features in (
-            ("x", q, self.attention.in_features),
-            ("kv", kv, self.attention.in_kv_features),
-        ):
-            check_rank(value, name, 3, "(B, T, D)")
-            if value.shape[-1] != features:
-                raise ValueError(
-                    f"`{name}` must have {features} features (last axis); got shape "
-                    f"{tuple(value.shape)}."
-                )
+            return q, q_mask, q, q_mask, was_masked
+        kv, kv_mask, _ = self._input(kv, kv_mask, "kv", "kv_mask", "in_kv_features")
+        if kv.shape[0] != q.shape[0]:
+            raise ValueError(
+                f"`kv` must have the batch size of `x` ({q.shape[0]}); got shape "
+                f"{tuple(kv.shape)}."
+            )
         return q, q_mask, kv, kv_mask, was_masked
+
+    def _input(self, x: Any, mask: Any, name: str, mask_name: str, option: str):
+        """One input `(B, T, D)` as floats, its mask broadcast to `(B, T)` (or None)."""
+        x, mask, was_masked = unpack(x, mask, name, mask_name)
+        x = check_sequences(x, getattr(self.attention, option), self, name, option)
+        x = x.astype(jnp.promote_types(x.dtype, self.attention.param_dtype))
+        if mask is not None:
+            mask = time_mask(mask, x, f"{name}.mask" if was_masked else mask_name)
+        return x, mask, was_masked
 
     def _attention_mask(self, q, q_mask, kv, kv_mask) -> jax.Array | None:
         """bool `(B, 1, T, S)` from the padding masks and `causal`; `None` if all is allowed."""
@@ -146,4 +172,4 @@ class MultiHeadAttention(nnx.Module):
 
     def compute_mask(self, x: Any, mask: Any = None) -> Any:
         """The output mask: the query mask (`x.mask` for a `Masked` `x`)."""
-        return unpack(x, mask, "x")[1]
+        return self._input(x, mask, "x", "mask", "in_features")[1]

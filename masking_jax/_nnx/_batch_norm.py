@@ -10,10 +10,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from .._checks import check_int
+from .._checks import as_array
+from .._layer_calls import unpack
 from .._masks import Masked
 from .._ops import masked_mean, masked_var
-from ._protocol import unpack
+from ._arguments import check_bool, check_float, check_param_dtype, check_rngs, check_size
 
 
 class BatchNorm(nnx.Module):
@@ -36,7 +37,7 @@ class BatchNorm(nnx.Module):
       epsilon: added to the variance (Keras' default 1e-3).
       use_running_average: start in evaluation mode.
       param_dtype: dtype of the parameters and statistics.
-      rngs: `nnx.Rngs` (unused: the parameters start at Keras' constants; accepted so
+      rngs: `nnx.Rngs` (unused: the parameters start at Keras' constants; required so
         the layer builds like every other).
 
     Parameters, named as in Keras so `load_keras_weights` copies them: `gamma` and
@@ -48,6 +49,14 @@ class BatchNorm(nnx.Module):
     any `(B, ..., D)`, or a `Masked`) and `mask` bool covering its leading axes, e.g.
     `(B, T)`, True = real step. `use_running_average` overrides the mode for one
     call. Statistics are taken over every axis but the last. The mask passes on.
+    Integer and bool inputs are cast to float32 (or the wider float of `x`).
+
+    Raises:
+      TypeError: for options of the wrong type (a float `num_features`, a string
+        flag, ...), non-numeric or complex `x`, a non-boolean mask.
+      ValueError: for a `num_features` below 1, a `momentum` outside [0, 1], an
+        `epsilon` not > 0, an `x` without the features last, a mask that does not
+        cover the leading axes of `x`.
 
     Examples:
       >>> bn = BatchNorm(1, rngs=nnx.Rngs(0))
@@ -70,15 +79,12 @@ class BatchNorm(nnx.Module):
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
     ):
-        del rngs
-        self.num_features = check_int(num_features, "num_features", minimum=1)
-        if not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"`momentum` must be in [0, 1]; got {momentum!r}.")
-        if not epsilon > 0.0:
-            raise ValueError(f"`epsilon` must be > 0; got {epsilon!r}.")
-        self.momentum = float(momentum)
-        self.epsilon = float(epsilon)
-        self.use_running_average = bool(use_running_average)
+        check_rngs(rngs)
+        self.num_features = check_size(num_features, "num_features")
+        self.momentum = check_float(momentum, "momentum", "in [0, 1]", lambda v: 0.0 <= v <= 1.0)
+        self.epsilon = check_float(epsilon, "epsilon", "> 0", lambda v: v > 0.0)
+        self.use_running_average = check_bool(use_running_average, "use_running_average")
+        param_dtype = check_param_dtype(param_dtype)
         shape = (self.num_features,)
         self.gamma = nnx.Param(jnp.ones(shape, param_dtype))
         self.beta = nnx.Param(jnp.zeros(shape, param_dtype))
@@ -100,7 +106,9 @@ class BatchNorm(nnx.Module):
 
     def __call__(self, x: Any, mask: Any = None, *, use_running_average: bool | None = None):
         x, mask, was_masked = unpack(x, mask)
-        x = jnp.asarray(x)
+        x = as_array(x, "x", complex_ok=False)
+        if use_running_average is not None:
+            use_running_average = check_bool(use_running_average, "use_running_average")
         if x.ndim < 2 or x.shape[-1] != self.num_features:
             raise ValueError(
                 f"`x` must be (B, ..., {self.num_features}) with the features last; got "

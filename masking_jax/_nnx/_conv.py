@@ -10,9 +10,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from .._checks import check_choice, check_int, check_rank
+from .._checks import check_choice
+from .._layer_calls import time_mask, unpack
 from .._masks import Masked, window_mask
-from ._protocol import unpack
+from ._arguments import check_bool, check_param_dtype, check_rngs, check_sequences, check_size
 
 PADDINGS = ("valid", "same", "causal")
 
@@ -48,9 +49,13 @@ class Conv1D(nnx.Module):
     bool `(B, T_out)`. For a `Masked` input it returns a `Masked` holding both;
     `call_with_mask(layer, x, mask)` returns the pair `(y, output_mask)`.
 
+    Integer and bool inputs are cast to the parameters' float dtype, as Keras casts them.
+
     Raises:
-      ValueError: for a `padding` not in "valid", "same", "causal", sizes below 1, or
-        input of the wrong rank or features.
+      TypeError: for options of the wrong type (a float size, a string flag, ...),
+        non-numeric or complex `x`, a non-boolean mask.
+      ValueError: for a `padding` not in "valid", "same", "causal", sizes below 1,
+        input of the wrong rank or features, a mask that does not fit `x`.
 
     Examples:
       >>> conv = Conv1D(1, 2, 2, rngs=nnx.Rngs(0))
@@ -73,16 +78,18 @@ class Conv1D(nnx.Module):
         param_dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
     ):
-        self.in_features = check_int(in_features, "in_features", minimum=1)
-        self.out_features = check_int(out_features, "out_features", minimum=1)
-        self.kernel_size = check_int(kernel_size, "kernel_size", minimum=1)
-        self.strides = check_int(strides, "strides", minimum=1)
-        self.dilation = check_int(dilation, "dilation", minimum=1)
+        self.in_features = check_size(in_features, "in_features")
+        self.out_features = check_size(out_features, "out_features")
+        self.kernel_size = check_size(kernel_size, "kernel_size")
+        self.strides = check_size(strides, "strides")
+        self.dilation = check_size(dilation, "dilation")
         check_choice(padding, "padding", PADDINGS)
         self.padding = padding
+        use_bias = check_bool(use_bias, "use_bias")
+        param_dtype = check_param_dtype(param_dtype)
         init = nnx.initializers.glorot_uniform(in_axis=-2, out_axis=-1)
         shape = (self.kernel_size, self.in_features, self.out_features)
-        self.kernel = nnx.Param(init(rngs.params(), shape, param_dtype))
+        self.kernel = nnx.Param(init(check_rngs(rngs).params(), shape, param_dtype))
         self.bias = nnx.Param(jnp.zeros((self.out_features,), param_dtype)) if use_bias else None
 
     def _convolve(self, x: jax.Array) -> jax.Array:
@@ -101,19 +108,23 @@ class Conv1D(nnx.Module):
         return y if self.bias is None else y + self.bias[...].astype(dtype)[None, None]
 
     def __call__(self, x: Any, mask: Any = None) -> Any:
-        x, mask, was_masked = unpack(x, mask)
-        check_rank(x, "x", 3, "(B, T, D)")
-        if x.shape[-1] != self.in_features:
-            raise ValueError(
-                f"`x` must have {self.in_features} features (last axis); got shape "
-                f"{tuple(x.shape)}."
-            )
+        x, mask, was_masked = self._inputs(x, mask)
         y = self._convolve(x if mask is None else Masked(x, mask).filled(0).data)
-        return Masked(y, self.compute_mask(x, mask)) if was_masked else y
+        return Masked(y, self._output_mask(mask)) if was_masked else y
 
-    def compute_mask(self, x: Any, mask: Any = None) -> jax.Array | None:
-        """The output mask bool `(B, T_out)` from `window_mask`, or `None` without a mask."""
-        mask = unpack(x, mask)[1]
+    def _inputs(self, x: Any, mask: Any) -> tuple[jax.Array, jax.Array | None, bool]:
+        """`(x, mask, was_masked)`: `x` checked `(B, T, D)`, the mask broadcast to `(B, T)`."""
+        x, mask, was_masked = unpack(x, mask)
+        x = check_sequences(x, self.in_features, self)
+        if mask is not None:
+            mask = time_mask(mask, x, "x.mask" if was_masked else "mask")
+        return x, mask, was_masked
+
+    def _output_mask(self, mask: jax.Array | None) -> jax.Array | None:
         if mask is None:
             return None
         return window_mask(mask, self.kernel_size, self.strides, self.padding, self.dilation)
+
+    def compute_mask(self, x: Any, mask: Any = None) -> jax.Array | None:
+        """The output mask bool `(B, T_out)` from `window_mask`, or `None` without a mask."""
+        return self._output_mask(self._inputs(x, mask)[1])

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from .._masks import Masked, mask_and, mask_from_ids, mask_from_value, masking
+from .._masks import Masked, combine_masks, mask_from_ids, mask_from_value, masking
 from ._arguments import (
     check_bool,
     check_layer_mask,
@@ -110,7 +110,8 @@ class Embedding(nnx.Module):
         mask = check_layer_mask(mask, ids, "mask", "ids")
         if not self.mask_zero:
             return mask
-        return mask_and(mask_from_ids(ids, self.pad_id), mask)
+        ids_mask = mask_from_ids(ids, self.pad_id)
+        return combine_masks(jnp.logical_and, (ids_mask, mask), ("ids", "mask"))[0]
 
 
 class Masking(nnx.Module):

@@ -29,11 +29,11 @@ from ._arguments import (
 )
 from ._protocol import unpack
 from ._rnn_options import (
-    RecurrentState,
     carried_state,
     dropout_kwargs,
     dropout_options,
     keep_state,
+    stateful_option,
 )
 
 _ACTIVATION_OPTIONS = ("activation", "recurrent_activation")
@@ -90,8 +90,7 @@ class _RNN(nnx.Module):
         check_rngs(rngs)
         self.cell_options = cell_options
         self.init_options = init_options
-        self.stateful = check_bool(stateful, "stateful")
-        self.states = RecurrentState(None) if self.stateful else None
+        stateful_option(self, stateful)
         params = type(self)._init(
             rngs.params(), in_features, hidden_features, dtype=param_dtype, **init_options
         )

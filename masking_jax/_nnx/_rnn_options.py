@@ -3,6 +3,7 @@
 - Dropout (`dropout_options`, `dropout_kwargs`): the rates, the layer's own
   `dropout_rngs` stream and the `deterministic` flag that `model.train()` /
   `model.eval()` set, as `nnx.Dropout` has them.
+- `stateful_option`: the `stateful` flag and the variable it needs.
 - `RecurrentState`: the `nnx.Variable` kind that holds the final state of a
   stateful layer between calls (not an `nnx.Param`, so optimizers built with
   `wrt=nnx.Param` leave it alone), and `carried_state` / `keep_state` that read
@@ -16,7 +17,7 @@ from typing import Any
 import jax
 from flax import nnx
 
-from .._checks import check_bool, check_rate
+from ._arguments import check_bool, check_rate, check_rngs
 
 
 class RecurrentState(nnx.Variable):
@@ -45,7 +46,8 @@ def dropout_options(
     """Checks the dropout options and sets them on `layer`, with its `dropout_rngs`.
 
     A layer with a nonzero rate keeps its own fork of the `"dropout"` stream of `rngs`
-    (the default stream if there is none), as `nnx.Dropout` does.
+    (the default stream if there is none), as `nnx.Dropout` does. Raises `TypeError`
+    when such a layer has no `rngs`.
     """
     layer.dropout = check_rate(dropout, "dropout")
     layer.recurrent_dropout = check_rate(recurrent_dropout, "recurrent_dropout")
@@ -55,7 +57,13 @@ def dropout_options(
     elif rngs is None:
         raise TypeError("`rngs` is required for dropout: pass `rngs=nnx.Rngs(dropout=...)`.")
     else:
-        layer.dropout_rngs = rngs["dropout"].fork()
+        layer.dropout_rngs = check_rngs(rngs)["dropout"].fork()
+
+
+def stateful_option(layer: Any, stateful: Any) -> None:
+    """Checks `stateful` and sets it on `layer`, with the `RecurrentState` it keeps (or None)."""
+    layer.stateful = check_bool(stateful, "stateful")
+    layer.states = RecurrentState(None) if layer.stateful else None
 
 
 def dropout_kwargs(layer: Any) -> dict[str, Any]:

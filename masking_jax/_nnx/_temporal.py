@@ -14,7 +14,7 @@ import numpy as np
 from flax import nnx
 
 from .._checks import check_axis, check_int
-from .._layer_calls import check_floating, check_time_axis, pool_over_time
+from .._layer_calls import check_floating, check_time_axis, pool_over_time, time_mask
 from .._masks import Masked, concat_time, split_time
 from .._ops import masked_softmax
 from ._arguments import (
@@ -23,16 +23,6 @@ from ._arguments import (
     check_size,
 )
 from ._protocol import unpack
-
-
-def _time_mask(mask: jax.Array, x: Any, mask_name: str = "mask") -> jax.Array:
-    """A checked mask of `x` broadcast to the full `(B, T)` of `x` (a `(B, 1)` mask too)."""
-    if mask.ndim > 2:
-        raise ValueError(
-            f"`{mask_name}` must be a (B, T) mask (or broadcast to it, e.g. (B, 1)) for this "
-            f"layer; got shape {tuple(mask.shape)}."
-        )
-    return jnp.broadcast_to(mask.reshape(mask.shape + (1,) * (2 - mask.ndim)), x.shape[:2])
 
 
 class _GlobalPooling1D(nnx.Module):
@@ -146,7 +136,7 @@ class TemporalSplit(nnx.Module):
         x = self._check_x(x)
         if mask is None:
             return tuple(jnp.split(x, self._sections(), axis=1))
-        parts = split_time(Masked(x, _time_mask(mask, x)), self._sections())
+        parts = split_time(Masked(x, time_mask(mask, x)), self._sections())
         return tuple(parts) if was_masked else tuple(p.data for p in parts)
 
     def _check_x(self, x: Any) -> jax.Array:
@@ -176,7 +166,7 @@ class TemporalSplit(nnx.Module):
         if mask is None:
             return None
         x = self._check_x(x)
-        return tuple(p.mask for p in split_time(Masked(x, _time_mask(mask, x)), self._sections()))
+        return tuple(p.mask for p in split_time(Masked(x, time_mask(mask, x)), self._sections()))
 
 
 def _check_sections(value: Any) -> int | tuple[int, ...]:
@@ -245,7 +235,7 @@ class TemporalConcat(nnx.Module):
             x = jnp.asarray(x)
             _check_same_axes(x, items, i)
             any_masked |= was_masked
-            items.append(x if m is None else Masked(x, _time_mask(m, x, f"mask[{i}]")))
+            items.append(x if m is None else Masked(x, time_mask(m, x, f"mask[{i}]")))
         return items, any_masked
 
     def __call__(self, xs: Sequence[Any], mask: Any = None) -> Any:
