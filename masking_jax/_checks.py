@@ -223,6 +223,20 @@ def check_bool(value: Any, name: str) -> bool:
     return bool(value)
 
 
+def check_param_dtype(dtype: Any, name: str = "param_dtype") -> np.dtype:
+    """A floating dtype for parameters (`jnp.float32`, `"bfloat16"`, ...)."""
+    try:  # None would read as numpy's default float64
+        resolved = None if dtype is None else jnp.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if resolved is None or not jnp.issubdtype(resolved, jnp.floating):
+        raise TypeError(
+            f"`{name}` must be a floating dtype such as jnp.float32 or jnp.bfloat16; "
+            f"got {dtype!r}."
+        )
+    return resolved
+
+
 def check_int(value: Any, name: str, *, minimum: int = 0, maximum: int | None = None) -> int:
     """Returns `value` as a Python int, or raises for floats, bools, tracers and values
     outside `[minimum, maximum]`."""

@@ -249,20 +249,32 @@ def lengths_to_mask(lengths: Any, maxlen: int, padding: str = "post") -> jax.Arr
              [False, False, False],
              [ True,  True,  True]], dtype=bool)
     """
+    return lengths_mask(lengths, maxlen, padding)
+
+
+def lengths_mask(
+    lengths: Any, maxlen: int, padding: str = "post", name: str = "lengths"
+) -> jax.Array:
+    """`lengths_to_mask`, its errors naming the lengths `name` (a layer's `seq_lengths`).
+
+    Examples:
+      >>> lengths_mask([1], 2, name="seq_lengths")
+      Array([[ True, False]], dtype=bool)
+    """
     maxlen = check_int(maxlen, "maxlen", maximum=np.iinfo(np.int32).max)
     check_choice(padding, "padding", PADDING_SIDES)
     if not isinstance(lengths, jax.Array):
         try:
             lengths = np.asarray(lengths)
         except ValueError as err:  # ragged lists
-            raise TypeError(f"`lengths` must be an integer array; numpy says: {err}") from None
+            raise TypeError(f"`{name}` must be an integer array; numpy says: {err}") from None
     if lengths.size and not np.issubdtype(lengths.dtype, np.integer):
-        raise TypeError(f"`lengths` must hold integers; got dtype {lengths.dtype}.")
+        raise TypeError(f"`{name}` must hold integers; got dtype {lengths.dtype}.")
     if not isinstance(lengths, jax.core.Tracer):
         concrete = np.asarray(lengths)
         if concrete.size and (concrete.min() < 0 or concrete.max() > maxlen):
             raise ValueError(
-                f"`lengths` must lie in [0, maxlen={maxlen}]; got values from {concrete.min()} "
+                f"`{name}` must lie in [0, maxlen={maxlen}]; got values from {concrete.min()} "
                 f"to {concrete.max()}."
             )
     elif lengths.size and np.iinfo(lengths.dtype).max > maxlen:  # saturate in their own dtype

@@ -14,7 +14,7 @@ from flax import linen as nn
 
 from .._checks import check_bool
 from .._layer_calls import run_cell_layer, step_input_shape, unpack
-from .._padding import lengths_to_mask
+from .._padding import lengths_mask
 from .._rnn._validate import check_unroll
 
 _FLAGS = ("return_sequences", "return_state", "reverse", "zero_output_for_mask")
@@ -146,9 +146,10 @@ def _mask_from_lengths(seq_lengths: Any, mask: Any, batch: int, steps: int) -> j
             "Pass either `mask=` (bool (B, T), any layout) or `seq_lengths=` (right-padded "
             "rows), not both."
         )
-    if np.shape(seq_lengths) != (batch,):
+    mask = lengths_mask(seq_lengths, steps, name="seq_lengths")
+    if mask.shape != (batch, steps):
         raise ValueError(
             f"`seq_lengths` must have shape (B,) = ({batch},), one length per row of x; got "
-            f"shape {np.shape(seq_lengths)}."
+            f"shape {mask.shape[:-1]}."
         )
-    return lengths_to_mask(seq_lengths, steps)
+    return mask

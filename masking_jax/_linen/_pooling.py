@@ -4,15 +4,30 @@ Shape legend: B batch, T time steps, D features. A mask is bool `(B, T)`, True =
 step, False = padding.
 """
 
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 from flax import linen as nn
 
+from .._checks import check_bool
 from .._layer_calls import pool_over_time
 
 
-class GlobalAveragePooling1D(nn.Module):
+class _GlobalPooling1D(nn.Module):
+    """Shared body of the global pooling layers: a reduction over the real steps."""
+
+    keepdims: bool = False
+    _kind: ClassVar[str]  # "mean" or "max"
+
+    def __post_init__(self) -> None:
+        check_bool(self.keepdims, "keepdims")
+        super().__post_init__()
+
+    def __call__(self, x: Any, mask: Any = None) -> jax.Array:
+        return pool_over_time(self._kind, x, mask, self.keepdims)
+
+
+class GlobalAveragePooling1D(_GlobalPooling1D):
     """Mean over the real steps (`keras.layers.GlobalAveragePooling1D` with a mask).
 
     Attributes:
@@ -29,13 +44,10 @@ class GlobalAveragePooling1D(nn.Module):
       Array([[2.]], dtype=float32)
     """
 
-    keepdims: bool = False
-
-    def __call__(self, x: Any, mask: Any = None) -> jax.Array:
-        return pool_over_time("mean", x, mask, self.keepdims)
+    _kind = "mean"
 
 
-class GlobalMaxPooling1D(nn.Module):
+class GlobalMaxPooling1D(_GlobalPooling1D):
     """Max over the real steps: `(B, T, D)` and a bool `(B, T)` mask give `(B, D)`.
 
     Attributes:
@@ -52,7 +64,4 @@ class GlobalMaxPooling1D(nn.Module):
       Array([[3.]], dtype=float32)
     """
 
-    keepdims: bool = False
-
-    def __call__(self, x: Any, mask: Any = None) -> jax.Array:
-        return pool_over_time("max", x, mask, self.keepdims)
+    _kind = "max"

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from .._checks import check_choice, check_int
+from .._checks import check_choice, check_int, check_param_dtype
 from .._layer_calls import step_input_shape, unpack
 from .._masks import Masked
 from .._rnn._activations import get_activation
@@ -63,6 +63,7 @@ class _KerasRNN(nn.Module):
     def __post_init__(self) -> None:
         check_int(self.features, "features", minimum=1)
         check_options(self, _FLAGS)
+        check_param_dtype(self.param_dtype)
         for name in _ACTIVATION_OPTIONS:  # fail when the layer is built, not at its first call
             if name in self._cell_options:
                 get_activation(getattr(self, name), name)

@@ -13,11 +13,18 @@ import sys
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from .._checks import as_array, check_bool, check_float, check_int, check_rank, check_rate
+from .._checks import (
+    as_array,
+    check_bool,
+    check_float,
+    check_int,
+    check_param_dtype,
+    check_rank,
+    check_rate,
+)
 from .._layer_calls import check_floating, check_layer_mask, check_time_axis
 from .._rnn._validate import check_unroll
 
@@ -53,20 +60,6 @@ def check_optional_size(value: Any, name: str) -> int | None:
 def check_signed_int(value: Any, name: str) -> int:
     """An int that may be negative (an axis, a padding id); bools and floats are refused."""
     return check_int(value, name, minimum=-sys.maxsize - 1)
-
-
-def check_param_dtype(dtype: Any, name: str = "param_dtype") -> np.dtype:
-    """A floating dtype for parameters (`jnp.float32`, `"bfloat16"`, ...)."""
-    try:  # None would read as numpy's default float64
-        resolved = None if dtype is None else jnp.dtype(dtype)
-    except TypeError:
-        resolved = None
-    if resolved is None or not jnp.issubdtype(resolved, jnp.floating):
-        raise TypeError(
-            f"`{name}` must be a floating dtype such as jnp.float32 or jnp.bfloat16; "
-            f"got {dtype!r}."
-        )
-    return resolved
 
 
 def check_rngs(rngs: Any, name: str = "rngs") -> nnx.Rngs:
