@@ -40,7 +40,7 @@ class _KerasRNN(nn.Module):
 
     Subclasses set `_kernel`, `_init`, `_num_states`, and list their kernel options
     (activations, `reset_after`, ...) in `_cell_options` and their initialiser options
-    (`unit_forget_bias`, ...) in `_init_options`.
+    (`unit_forget_bias`, ...) in `_init_options`, and their own bool options in `_extra_flags`.
     """
 
     features: int
@@ -59,10 +59,11 @@ class _KerasRNN(nn.Module):
     _num_states: ClassVar[int] = 1
     _cell_options: ClassVar[tuple[str, ...]] = ("activation",)
     _init_options: ClassVar[tuple[str, ...]] = ()
+    _extra_flags: ClassVar[tuple[str, ...]] = ()  # the subclass's own bool options
 
     def __post_init__(self) -> None:
         check_int(self.features, "features", minimum=1)
-        check_options(self, _FLAGS)
+        check_options(self, _FLAGS + self._extra_flags)
         check_param_dtype(self.param_dtype)
         for name in _ACTIVATION_OPTIONS:  # fail when the layer is built, not at its first call
             if name in self._cell_options:
@@ -76,6 +77,13 @@ class _KerasRNN(nn.Module):
     def __call__(self, x: Any, mask: Any = None, *, initial_state: Any = None) -> Any:
         x, mask, was_masked = unpack(x, mask)
         in_features = step_input_shape(x)[1]
+        if self.has_variable("params", "kernel"):  # applied: D is the kernel's
+            expected = self.get_variable("params", "kernel").shape[0]
+            if in_features != expected:
+                raise ValueError(
+                    f"`x` must have {expected} features (last axis), as the layer's `kernel` "
+                    f"({expected}, ...) was initialised; got shape {jnp.shape(x)}."
+                )
         init_options = self._options(self._init_options)
         params = {"bias": None}  # the kernels' layout without a bias
         for name in _PARAM_NAMES if self.use_bias else _PARAM_NAMES[:2]:
@@ -185,6 +193,7 @@ class LSTM(_KerasRNN):
     _num_states = 2
     _cell_options = ("activation", "recurrent_activation", "use_cudnn")
     _init_options = ("unit_forget_bias",)
+    _extra_flags = ("unit_forget_bias", "use_cudnn")
 
     _: dataclasses.KW_ONLY
     recurrent_activation: Any = "sigmoid"
@@ -217,6 +226,7 @@ class GRU(_KerasRNN):
     _init = staticmethod(init_gru_params)
     _cell_options = ("activation", "recurrent_activation", "reset_after")
     _init_options = ("reset_after",)
+    _extra_flags = ("reset_after",)
 
     _: dataclasses.KW_ONLY
     recurrent_activation: Any = "sigmoid"
