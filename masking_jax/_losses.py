@@ -169,7 +169,7 @@ def masked_accuracy(logits: Any, labels: Any, mask: Any) -> jax.Array:
       mask: bool `(B, T)`, True = real step.
 
     Integer labels at real steps outside `[0, C)` raise `ValueError` outside `jit`;
-    under `jit` they count as misses.
+    under `jit` they count as misses, as does a one-hot row with no positive entry.
 
     Examples:
       >>> masked_accuracy(jnp.array([[[0.0, 1.0], [1.0, 0.0]]]), jnp.array([[1, 1]]),
@@ -180,5 +180,8 @@ def masked_accuracy(logits: Any, labels: Any, mask: Any) -> jax.Array:
     if integer_labels:
         _check_label_range(labels, align_mask(mask, labels, "mask", "labels"), logits.shape[-1])
     ids = labels if integer_labels else jnp.argmax(labels, axis=-1)
-    hits = (jnp.argmax(logits, axis=-1) == ids).astype(jnp.float32)
+    hits = jnp.argmax(logits, axis=-1) == ids
+    if not integer_labels:  # an all-zero row names no class: a miss, like an id out of range
+        hits &= jnp.any(labels > 0, axis=-1)
+    hits = hits.astype(jnp.float32)
     return reduce_masked_loss(hits, mask, "token_mean")

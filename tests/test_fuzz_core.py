@@ -34,8 +34,9 @@ import masking_jax as mj
 from masking_jax import Masked
 
 _EXAMPLES = {"ci": 40, "nightly": 1000}[os.environ.get("MASKING_JAX_FUZZ_PROFILE", "ci")]
-FUZZ = settings(
-    max_examples=_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+FUZZ = settings(  # the same draws every CI run; the nightly profile explores at random
+    max_examples=_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+    derandomize=_EXAMPLES == 40,
 )
 FEWER = settings(FUZZ, max_examples=max(10, _EXAMPLES // 2))
 
@@ -607,10 +608,10 @@ def test_time_transforms(rng, shape, mask_kind, which, split, other, window, cau
                 result.mask, np.concatenate([full, item_mask], 1) if time else full | item_mask)
     elif which == "window_mask":
         kernel, strides, padding = window
-        good = isinstance(kernel, int) and kernel >= 1 and padding != "causal"
+        good = isinstance(kernel, int) and kernel >= 1
         result = outcome(mj.window_mask, full, kernel, strides, padding, good=good)
         if result is not None:
-            if padding == "same":
+            if padding in ("same", "causal"):  # output t reads input t * strides
                 want = full[:, ::strides]
             else:
                 starts = range(0, shape[1] - kernel + 1, strides)
