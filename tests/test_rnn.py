@@ -71,9 +71,9 @@ def test_matches_reference_with_nan_padding(cell, reverse, zero_output_for_mask,
 @pytest.mark.parametrize("reverse", [False, True])
 def test_value_and_grad_match_reference_with_nan_padding(cell, reverse):
     params, x, state = make_case(cell)
-    kernel = jax.jit(weighted_loss(KERNELS[cell], reverse=reverse))
+    kernel = jax.jit(jax.value_and_grad(weighted_loss(KERNELS[cell], reverse=reverse), (0, 1, 2)))
     oracle = weighted_loss(functools.partial(rnn_ref, cell), reverse=reverse)
-    value, grads = jax.value_and_grad(kernel, argnums=(0, 1, 2))(params, x, state, MASK_ROWS)
+    value, grads = kernel(params, x, state, MASK_ROWS)
     ref_value, ref_grads = jax.value_and_grad(oracle, argnums=(0, 1, 2))(
         params, x, state, MASK_ROWS
     )
@@ -89,10 +89,11 @@ def test_value_and_grad_match_reference_with_nan_padding(cell, reverse):
 def test_padding_values_never_matter(cell):
     """Zeros, NaN, inf or garbage in the padding: identical outputs and gradients."""
     results = []
-    loss = jax.jit(weighted_loss(KERNELS[cell], zero_output_for_mask=True))
+    loss = weighted_loss(KERNELS[cell], zero_output_for_mask=True)
+    value_and_grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
     for pad_value in (0.0, np.nan, np.inf, -np.inf, 1e30):
         params, x, state = make_case(cell, pad_value=pad_value)
-        results.append(jax.value_and_grad(loss, argnums=(0, 1, 2))(params, x, state, MASK_ROWS))
+        results.append(value_and_grad(params, x, state, MASK_ROWS))
     for result in results[1:]:
         assert_tree_close(result, results[0], rtol=0, atol=0)
 
@@ -166,7 +167,7 @@ def test_fully_masked_rows_return_initial_state(cell, zero_output_for_mask):
     np.testing.assert_array_equal(outputs, expected)
     _, default_final = kernel(params, x, mask)
     assert all((np.asarray(s) == 0).all() for s in jax.tree.leaves(default_final))
-    grads = jax.grad(weighted_loss(kernel), argnums=(0, 1, 2))(params, x, state, mask)
+    grads = jax.jit(jax.grad(weighted_loss(kernel), argnums=(0, 1, 2)))(params, x, state, mask)
     assert all(np.isfinite(g).all() for g in jax.tree.leaves(grads))
     assert all((np.asarray(g) == 0).all() for g in jax.tree.leaves(grads[:2]))
 
@@ -288,7 +289,7 @@ def test_float64_and_check_grads(cell):
         def f(params, x, state):
             return KERNELS[cell](params, x, mask, initial_state=state)
 
-        check_grads(f, (params, x, state), order=1, modes=("rev",))
+        check_grads(jax.jit(f), (params, x, state), order=1, modes=("rev",))
 
 
 @pytest.mark.parametrize("cell", CELLS)

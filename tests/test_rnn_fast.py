@@ -74,22 +74,31 @@ def run(driver, cell, params, x, mask, state, **options):
     return driver(CELLS[cell], params, jnp.asarray(x), jnp.asarray(mask), state, **options)
 
 
-def loss_and_grads(driver, cell, params, x, mask, state, **options):
+def loss_grads_and_outputs(variants, cell, params, x, mask, state):
+    """`((loss, grads wrt (params, x, state)), (outputs, final))` for each `(driver, options)`
+    in `variants`, all computed by one compiled program (its forward-only run included)."""
     w_out = jnp.asarray(np.random.default_rng(1).standard_normal((*mask.shape, H)), jnp.float32)
-    options = tuple(sorted(options.items()))
-    return _loss_and_grads(params, x, mask, state, w_out, driver=driver, cell=cell, options=options)
+    variants = tuple((driver, tuple(sorted(options.items()))) for driver, options in variants)
+    return _loss_grads_and_outputs(params, x, mask, state, w_out, variants=variants, cell=cell)
 
 
-@functools.partial(jax.jit, static_argnames=("driver", "cell", "options"))
-def _loss_and_grads(params, x, mask, state, w_out, *, driver, cell, options):
-    """One compiled program per shape and options: masks of every layout share it."""
+@functools.partial(jax.jit, static_argnames=("variants", "cell"))
+def _loss_grads_and_outputs(params, x, mask, state, w_out, *, variants, cell):
+    """One compiled program per shape, cell and variants: masks of every layout share it."""
 
-    def loss(params, x, state):
-        outputs, final = run(driver, cell, params, x, mask, state, **dict(options))
-        final_sum = sum(jnp.sum(jnp.cos(s)) for s in jax.tree.leaves(final))
-        return jnp.sum(jnp.sin(outputs) * w_out) + final_sum
+    def loss_and_grads(driver, options):
+        def loss(params, x, state):
+            outputs, final = run(driver, cell, params, x, mask, state, **options)
+            final_sum = sum(jnp.sum(jnp.cos(s)) for s in jax.tree.leaves(final))
+            return jnp.sum(jnp.sin(outputs) * w_out) + final_sum
 
-    return jax.value_and_grad(loss, argnums=(0, 1, 2))(params, x, state)
+        return jax.value_and_grad(loss, argnums=(0, 1, 2))(params, x, state)
+
+    return tuple(
+        (loss_and_grads(driver, dict(options)), run(driver, cell, params, x, mask, state,
+                                                    **dict(options)))
+        for driver, options in variants
+    )  # fmt: skip
 
 
 def assert_close(actual, expected, rtol=2e-5, atol=2e-5):
@@ -166,13 +175,13 @@ def test_custom_vjp_matches_autodiff_of_the_plain_scan(cell, layout, reverse):
     mask = lengths_mask(BOUNDARY_LENGTHS, STEPS, layout, np.random.default_rng(2))
     params, x, state = case(cell, mask)
     options = {"reverse": reverse, "zero_output_for_mask": layout == "gappy"}
-    fast = loss_and_grads(run_fast, cell, params, x, mask, state, **options)
-    plain = loss_and_grads(run_cell_plain, cell, params, x, mask, state, **options)
+    (fast, outputs), (plain, plain_outputs) = loss_grads_and_outputs(
+        [(run_fast, options), (run_cell_plain, options)], cell, params, x, mask, state
+    )
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(fast))
     assert_close(fast, plain)
     assert (np.asarray(fast[1][1])[~mask] == 0).all()  # padding gets exactly zero gradient
-    outputs = run(run_fast, cell, params, x, mask, state, **options)
-    assert_close(outputs, run(run_cell_plain, cell, params, x, mask, state, **options))
+    assert_close(outputs, plain_outputs)
 
 
 def test_a_batch_that_does_not_fill_its_blocks_gets_empty_rows_that_change_nothing():
@@ -181,8 +190,10 @@ def test_a_batch_that_does_not_fill_its_blocks_gets_empty_rows_that_change_nothi
     assert _skip.blocking(49) == (2, 25)
     params, x, state = case("lstm", mask)
     options = {"reverse": True, "zero_output_for_mask": True}
-    fast = loss_and_grads(run_fast, "lstm", params, x, mask, state, **options)
-    assert_close(fast, loss_and_grads(run_cell_plain, "lstm", params, x, mask, state, **options))
+    fast, plain = loss_grads_and_outputs(
+        [(run_fast, options), (run_cell_plain, options)], "lstm", params, x, mask, state
+    )
+    assert_close(fast, plain)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -220,11 +231,11 @@ def test_global_maxlen_padding_is_skipped_exactly(cell):
 def test_unroll_and_chunk_boundaries_change_nothing(cell):
     mask = lengths_mask(BOUNDARY_LENGTHS, STEPS, "gappy", np.random.default_rng(4))
     params, x, state = case(cell, mask)
-    base = loss_and_grads(run_fast, cell, params, x, mask, state, reverse=True)
-    for unroll in (True, 3):
-        got = loss_and_grads(
-            run_fast, cell, params, x, mask, state, reverse=True, unroll=unroll
-        )
+    base, *unrolled = loss_grads_and_outputs(
+        [(run_fast, {"reverse": True, "unroll": unroll}) for unroll in (1, True, 3)],
+        cell, params, x, mask, state,
+    )  # fmt: skip
+    for got in unrolled:
         assert_close(got, base)
 
 
@@ -244,8 +255,8 @@ def test_check_grads_first_and_second_order(cell):
             outputs, final = kernel(params, x, mask, initial_state=state, reverse=True)
             return jnp.sum(jnp.sin(outputs)) + sum(jnp.sum(s**2) for s in jax.tree.leaves(final))
 
-        check_grads(f, (params, x, state), order=1, modes=("rev",))
-        check_grads(f, (params, x, state), order=2, modes=("rev",))
+        # Order 2 checks the first-order VJP too, then the VJP of the VJP.
+        check_grads(jax.jit(f), (params, x, state), order=2, modes=("rev",))
 
 
 def test_forward_mode_raises_a_clear_error():
@@ -281,6 +292,6 @@ def test_vmap_checkpoint_and_grad_of_the_fast_path(cell):
     batched = jax.jit(jax.vmap(grad, in_axes=(None, 0, 0)))(params, xs, masks)
     remat = jax.jit(jax.grad(jax.checkpoint(loss), argnums=(0, 1)))
     for i in range(2):
-        single = grad(params, xs[i], masks[i])
+        single = jax.jit(grad)(params, xs[i], masks[i])
         assert_close(jax.tree.map(lambda a, i=i: a[i], batched), single)
         assert_close(remat(params, xs[i], masks[i]), single)

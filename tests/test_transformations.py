@@ -65,17 +65,21 @@ def test_jit_equals_eager_and_is_finite(family):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_vmap_over_an_extra_leading_axis(family):
+    """Under jit (one program; jit equals eager is tested above)."""
     (x0, m0), (x1, m1) = _data(1), _data(2)
-    batched = jax.vmap(FAMILIES[family])(jnp.stack([x0, x1]), jnp.stack([m0, m1]))
-    np.testing.assert_allclose(batched[0], FAMILIES[family](x0, m0), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(batched[1], FAMILIES[family](x1, m1), rtol=1e-5, atol=1e-6)
+    batched = jax.jit(jax.vmap(FAMILIES[family]))(jnp.stack([x0, x1]), jnp.stack([m0, m1]))
+    single = jax.jit(FAMILIES[family])
+    np.testing.assert_allclose(batched[0], single(x0, m0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(batched[1], single(x1, m1), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_grad_and_checkpoint_agree_and_ignore_padding(family):
+    """Both gradients in one compiled program (jit equals eager is tested above)."""
     x, mask = _data(3)
-    grad = jax.grad(_loss(family))(x, mask)
-    remat = jax.grad(jax.checkpoint(_loss(family)))(x, mask)
+    loss = _loss(family)
+    grad, remat = jax.jit(lambda x, mask: (jax.grad(loss)(x, mask),
+                                           jax.grad(jax.checkpoint(loss))(x, mask)))(x, mask)
     np.testing.assert_allclose(remat, grad, rtol=1e-5, atol=1e-7)
     assert np.all(np.isfinite(grad))
     assert np.all(np.asarray(grad)[~np.asarray(mask)] == 0)
