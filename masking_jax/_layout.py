@@ -66,8 +66,19 @@ def compacted_inputs(
     if where_row is None:
         rows = jnp.arange(x.shape[0], dtype=jnp.int32)[:, None]
         return jnp.zeros_like(values).at[rows, compacted.dest].add(values, unique_indices=True)
-    out = jnp.zeros((x.shape[1], x.shape[0], *x.shape[2:]), x.dtype)
-    return out.at[compacted.dest, where_row[:, None]].add(values, unique_indices=True)
+    batch, steps = x.shape[:2]
+    flat = _time_major_index(compacted.dest, where_row, batch).reshape(-1)
+    out = jnp.zeros((steps * batch, *x.shape[2:]), x.dtype)
+    out = out.at[flat].add(values.reshape(flat.shape + x.shape[2:]), unique_indices=True)
+    return out.reshape(steps, batch, *x.shape[2:])
+
+
+def _time_major_index(step: jax.Array, where_row: jax.Array, rows: int) -> jax.Array:
+    """int32 `(B, T')`: the flat index into `(T * rows, ...)` of row `where_row[b]` at `step`.
+
+    One flat index (not a pair) keeps the gather and scatter free of index building.
+    """
+    return step * rows + where_row[:, None]
 
 
 def valid_first_order(mask: jax.Array) -> jax.Array:
@@ -116,7 +127,9 @@ def outputs_at_inputs(
     if where_row is None:
         picked = take_steps(compacted_outputs, index)
     else:
-        picked = compacted_outputs[index, where_row[:, None]]
+        steps, batch = compacted_outputs.shape[:2]
+        flat = compacted_outputs.reshape(steps * batch, *compacted_outputs.shape[2:])
+        picked = flat[_time_major_index(index, where_row, batch)]
     if zero_output_for_mask:
         return jnp.where(mask[:, :, None], picked, 0)
     return jnp.where((compacted.count > 0)[:, :, None], picked, initial_output[:, None, :])

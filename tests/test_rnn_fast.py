@@ -42,11 +42,13 @@ def lengths_mask(lengths, steps, layout, rng):
     return mask
 
 
-# Lengths on chunk boundaries exactly (0, C, 2C, T), one off them, and a batch wide enough for
-# two blocks of rows (`_skip.blocking`), so chunks run on one block or on both.
-STEPS = 3 * CHUNK + 3  # not a multiple of the chunk: the last chunk is padded
-BOUNDARY_LENGTHS = [STEPS, 0, CHUNK, 2 * CHUNK, CHUNK - 1, CHUNK + 1, 1, 3 * CHUNK, 5, STEPS]
-BOUNDARY_LENGTHS += [2 * CHUNK + 1, 0, 4, 11, 3 * CHUNK - 1, 2, 7, 13, 19, 6]
+# Lengths on chunk boundaries exactly (0, C, 2C, 4C, T), one off them, and a batch wide enough
+# for two blocks of rows (`_skip.blocking`), so chunks run on one block or on both. T is just
+# past `ONE_CHUNK_UP_TO`, so it runs in chunks.
+STEPS = 4 * CHUNK + 3  # not a multiple of the chunk: the last chunk is padded
+assert STEPS > _skip.ONE_CHUNK_UP_TO
+BOUNDARY_LENGTHS = [STEPS, 0, CHUNK, 2 * CHUNK, CHUNK - 1, CHUNK + 1, 1, 4 * CHUNK, 5, STEPS]
+BOUNDARY_LENGTHS += [2 * CHUNK + 1, 0, 4, 11, 3 * CHUNK - 1, 2, 7, 13, 4 * CHUNK + 1, 6]
 BOUNDARY_LENGTHS += [STEPS, 3 * CHUNK, 2 * CHUNK + 2] * 10  # B = 50: half the rows run longest
 assert _skip.blocking(len(BOUNDARY_LENGTHS)) == (2, 25)
 
@@ -115,7 +117,8 @@ def test_blocking_policy():
     assert _skip.blocking(64) == (2, 32)
     assert _skip.blocking(49) == (2, 25)  # the last block gets one empty row
     assert _skip.chunking(3) == (1, 3)
-    assert _skip.chunking(STEPS) == (4, CHUNK)
+    assert _skip.chunking(_skip.ONE_CHUNK_UP_TO) == (1, _skip.ONE_CHUNK_UP_TO)  # short: one chunk
+    assert _skip.chunking(STEPS) == (5, CHUNK)
 
 
 @pytest.mark.parametrize("reverse", [False, True])

@@ -2,7 +2,8 @@
 
 The rows are compacted (each row's real steps first) and sorted longest first, so
 row b runs `lengths[b]` steps and the rows still running at any step are a prefix
-of the batch. Time is cut into N chunks of K = `CHUNK` steps, the rows into M
+of the batch. Time is cut into N chunks of K = `CHUNK` steps (a short sequence
+is one chunk, `chunking`), the rows into M
 blocks of W rows (`blocking`). Each chunk runs on the blocks that hold a running
 row, one block after the other, and is skipped once no row runs: padding to a
 global maxlen costs (almost) nothing, and finished blocks of rows stop costing.
@@ -27,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 CHUNK = 8  # steps per skippable chunk
+ONE_CHUNK_UP_TO = 4 * CHUNK  # up to this many steps run as one chunk: nothing to skip
 HALF_WIDTH_FROM = 48  # batches at least this large run in two blocks of rows
 
 
@@ -37,8 +39,13 @@ def blocking(batch: int) -> tuple[int, int]:
 
 
 def chunking(steps: int) -> tuple[int, int]:
-    """`(N, K)`: the chunks that cover `steps` compacted steps (`N * K >= steps`)."""
-    chunk = max(1, min(CHUNK, steps))
+    """`(N, K)`: the chunks that cover `steps` compacted steps (`N * K >= steps`).
+
+    A policy of the static length: up to `ONE_CHUNK_UP_TO` steps run as one chunk
+    (as the peers run them: skipping could save a few short steps, and its loop
+    costs compile time), more in chunks of `CHUNK`.
+    """
+    chunk = max(1, steps if steps <= ONE_CHUNK_UP_TO else CHUNK)
     return -(-steps // chunk), chunk
 
 
@@ -76,18 +83,21 @@ def skipping_loop(
     if n_chunks == 1 and lengths.shape[0] == width:  # nothing to choose: run it
         return chunk_fn(jnp.int32(0), jnp.int32(0), carry)
     starts = jnp.arange(n_chunks, dtype=jnp.int32) * chunk
+    running = jnp.sum(lengths[None, :] > starts[:, None], axis=1, dtype=jnp.int32)
+    blocks = (running + width - 1) // width  # per chunk, the blocks it runs
+    # Each chunk reads `(start, blocks)` as one slice: the loop body stays small.
+    plan = jnp.stack([starts, blocks], axis=1)  # (N, 2)
 
-    def body(carry: Any, start: jax.Array) -> tuple[Any, None]:
-        running = jnp.sum(lengths > start, dtype=jnp.int32)
+    def body(carry: Any, start_blocks: jax.Array) -> tuple[Any, None]:
+        start, blocks = start_blocks[0], start_blocks[1]
         if lengths.shape[0] == width:  # one block: run it or skip it
             run = functools.partial(chunk_fn, jnp.int32(0), start)
-            return jax.lax.cond(running > 0, run, lambda carry: carry, carry), None
-        blocks = (running + width - 1) // width
+            return jax.lax.cond(blocks > 0, run, lambda carry: carry, carry), None
         return jax.lax.fori_loop(
             0, blocks, lambda block, carry: chunk_fn(block * width, start, carry), carry
         ), None
 
-    return jax.lax.scan(body, carry, starts, reverse=reverse)[0]
+    return jax.lax.scan(body, carry, plan, reverse=reverse)[0]
 
 
 def take_rows(tree: Any, row: jax.Array, width: int, axis: int) -> Any:

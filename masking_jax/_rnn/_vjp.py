@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from ._contract import Cell, GatedCell
+from ._packing import Packing
 from ._skip import (
     blocking,
     chunking,
@@ -187,10 +188,10 @@ def _forward(
     n_chunks, chunk = chunking(steps)
     _, width = blocking(lengths.shape[0])
     _, y, kept = jax.eval_shape(forward_step, prepared, state, x_c[0])
-    # Every step's output (and residuals), written in place; rows a chunk skips stay 0.
-    buffers = jax.tree.map(
-        lambda s: jnp.zeros((steps, *s.shape), s.dtype), (y, kept) if keep else y
-    )
+    # Every step's output (and residuals), packed, written in place; rows a chunk
+    # skips stay 0.
+    packing = Packing.of((y, kept) if keep else y)
+    buffers = packing.zeros((steps, lengths.shape[0]))
 
     def chunk_fn(row: jax.Array, start: jax.Array, carry: Any) -> Any:
         lengths_w = jax.lax.dynamic_slice_in_dim(lengths, row, width)
@@ -201,8 +202,8 @@ def _forward(
             (x_t,) = read_steps(x_c, k, 1, row, width)
             new, y, kept = forward_step(prepared, state, x_t)
             new = rows_where(k < lengths_w, new, state)  # finished rows hold
-            written = jax.tree.map(lambda a: a[None], (y, kept) if keep else y)
-            return new, write_steps(buffers, k, row, written)
+            written = packing.pack((y, kept) if keep else y)
+            return new, write_steps(buffers, k, row, tuple(w[None] for w in written))
 
         state, buffers = carry
         state_w, buffers = jax.lax.fori_loop(
@@ -214,9 +215,9 @@ def _forward(
         chunk_fn, (state, buffers), lengths, n_chunks, chunk, width
     )
     if keep:
-        outputs, kept = buffers
-        return (outputs, state), kept
-    return (buffers, state), None
+        outputs = packing.unpack(buffers)[0]
+        return (outputs, state), (packing, buffers)
+    return (packing.unpack(buffers), state), None
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
@@ -243,7 +244,7 @@ def _compacted_scan_fwd(
 def _compacted_scan_bwd(
     cell: Cell, unroll: int, residuals: Any, cotangents: Any
 ) -> tuple[Any, jax.Array, None, Any]:
-    params, x_c, lengths, kept = residuals
+    params, x_c, lengths, (packing, packed) = residuals
     d_outputs, d_final = cotangents
     tape = tape_of(cell)
     prepared = tape.prepare(cell, params)
@@ -255,13 +256,15 @@ def _compacted_scan_bwd(
     def chunk_fn(row: jax.Array, start: jax.Array, carry: Any) -> Any:
         d_state, d_params, d_x = carry
         lengths_w = jax.lax.dynamic_slice_in_dim(lengths, row, width)
-        x_chunk, kept_chunk, d_out_chunk = read_steps(
-            (x_c, kept, d_outputs), start, chunk, row, width
+        x_chunk, packed_chunk, d_out_chunk = read_steps(
+            (x_c, packed, d_outputs), start, chunk, row, width
         )
+        kept_chunk = packing.unpack(packed_chunk)[1]  # (K, W, ...)
 
         def step(carry: Any, inputs: Any) -> tuple[Any, Any]:
             d_state, d_acc = carry
-            k, x_t, kept_t, d_y = inputs
+            k, x_t, packed_t, d_y = inputs
+            kept_t = packing.unpack(packed_t)[1]  # one read of the packed step
             running = k < lengths_w
             d_y = rows_where(running, d_y, _zeros(d_y))
             d_new = rows_where(running, d_state, _zeros(d_state))
@@ -275,7 +278,7 @@ def _compacted_scan_bwd(
                                      first[2])[1])  # fmt: skip
         steps = start + jnp.arange(chunk, dtype=jnp.int32)
         (d_state_w, d_acc), emitted = jax.lax.scan(
-            step, (d_state_w, acc0), (steps, x_chunk, kept_chunk, d_out_chunk),
+            step, (d_state_w, acc0), (steps, x_chunk, packed_chunk, d_out_chunk),
             reverse=True, unroll=unroll,
         )  # fmt: skip
         d_params_chunk, d_x_chunk = backward_chunk(prepared, x_chunk, kept_chunk, emitted, d_acc)
