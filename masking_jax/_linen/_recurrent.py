@@ -127,7 +127,11 @@ def _rnn_doc(name: str, examples: str) -> str:
     skipped and their content (even NaN) never matters.
 
     Raises:
-      ValueError: at construction, for an unknown activation name.
+      TypeError: for options of the wrong type (a float `features`, a flag that is not a
+        Python bool, an integer `param_dtype`) and a non-boolean mask.
+      ValueError: at construction, for `features` or `unroll` below 1 or an unknown
+        activation name; at the call, for `x` that is not `(B, T, D)` with the D of the
+        initialised `kernel`, or a mask that does not fit it.
 
     Examples:
 {examples}

@@ -211,8 +211,13 @@ def _rnn_doc(name: str, examples: str) -> str:
     kept state for that call.
 
     Raises:
-      ValueError: at construction, for an unknown activation name or a dropout rate
-        outside [0, 1).
+      TypeError: for options of the wrong type (a float size, a flag that is not a
+        Python bool, an integer `param_dtype`, `rngs` that is not an `nnx.Rngs`) and a
+        non-boolean mask.
+      ValueError: at construction, for a size or `unroll` below 1, an unknown
+        activation name or a dropout rate outside [0, 1); at the call, for `x` that is
+        not `(B, T, in_features)`, a mask that does not fit it, or another batch size
+        than the state a stateful layer keeps.
 
     Examples:
 {examples}
