@@ -19,7 +19,7 @@ from .._masks import Masked
 from .._rnn._activations import get_activation
 from .._rnn._init import init_gru_params, init_lstm_params, init_simple_rnn_params
 from .._rnn._kernels import gru, lstm, simple_rnn
-from .._rnn._layers import MERGE_MODES, merge_outputs
+from .._rnn._layers import MERGE_MODES, _check_pair, merge_outputs
 from ._arguments import (
     check_bool,
     check_features,
@@ -424,15 +424,8 @@ class Bidirectional(nnx.Module):
     def __call__(self, x: Any, mask: Any = None, *, initial_state: Any = None) -> Any:
         x, mask, was_masked = unpack(x, mask)
         check_features(x, self.forward_layer.in_features, self)
-        if initial_state is None:
-            init_f = init_b = None
-        elif isinstance(initial_state, tuple | list) and len(initial_state) == 2:
-            init_f, init_b = initial_state
-        else:
-            raise TypeError(
-                "`initial_state` must be a pair (forward_state, backward_state); got "
-                f"{type(initial_state).__name__}."
-            )
+        init_f, init_b = (None, None) if initial_state is None else _check_pair(
+            initial_state, "initial_state", "initial states")  # fmt: skip
         seq = self.return_sequences
         (out_f, out_b), (states_f, states_b) = self._run_both(x, mask, (init_f, init_b), seq)
         if seq:
