@@ -57,16 +57,17 @@ class MultiHeadAttention(nnx.Module):
         the default one).
 
     Parameters, those of `attention`, a `flax.nnx.MultiHeadAttention`:
-    `attention.query.kernel` `(D, N, qkv_features / N)` and `.bias`
-    `(N, qkv_features / N)`, the same for `key` and `value`, and `attention.out.kernel`
-    `(N, qkv_features / N, out_features)` and `.bias` `(out_features,)`: the shapes of
-    Keras' `EinsumDense` kernels, so `load_keras_weights` copies them over.
+    `attention.query.kernel` `(D, N, qkv_features / N)` and `.bias` `(N, qkv_features /
+    N)`, the same for `key` and `value` with `in_kv_features` in place of D, and
+    `attention.out.kernel` `(N, qkv_features / N, out_features)` and `.bias`
+    `(out_features,)`: the shapes of Keras' `EinsumDense` kernels, so
+    `load_keras_weights` copies them over.
 
     Call: `layer(x, mask=None)` for self-attention, `layer(x, kv, mask=None,
-    kv_mask=None)` for cross-attention, with `x` `(B, T, D)`, `kv` `(B, S, Dkv)` and
-    masks bool `(B, T)` and `(B, S)` (True = real step). Either input may be a
-    `Masked`; for a `Masked` `x` the result is a `Masked`. Returns `(B, T,
-    out_features)`; the output mask is the query mask (`compute_mask`).
+    kv_mask=None)` for cross-attention, with `x` `(B, T, D)`, `kv` `(B, S,
+    in_kv_features)` and masks bool `(B, T)` and `(B, S)` (True = real step). Either
+    input may be a `Masked`; for a `Masked` `x` the result is a `Masked`. Returns `(B,
+    T, out_features)`; the output mask is the query mask (`compute_mask`).
 
     Integer and bool inputs are cast to the parameters' float dtype, as Keras casts them.
 

@@ -1,7 +1,7 @@
 """`Conv1D` that zeroes padding before convolving and carries the window's output mask.
 
-Shape legend: B batch, T time steps, D input features, H output features (filters).
-A mask is bool `(B, T)`, True = real step, False = padding.
+Shape legend: B batch, T time steps, D input features, H output features (filters),
+T_out output steps. A mask is bool `(B, T)`, True = real step, False = padding.
 """
 
 from typing import Any
