@@ -116,7 +116,8 @@ def time_mask(mask: jax.Array, x: Any, mask_name: str = "mask") -> jax.Array:
 
 
 def check_time_axis(x: Any, name: str = "x") -> None:
-    """Raises `ValueError` unless `x` is an array with a batch and a time axis `(B, T, ...)`."""
+    """Raises unless `x` is an array (`TypeError`) with a batch and a time axis `(B, T, ...)`
+    (`ValueError`)."""
     if not hasattr(x, "shape") and not isinstance(x, list | tuple):
         raise TypeError(f"`{name}` must be an array (B, T, ...); got {type(x).__name__}.")
     if np.ndim(x) < 2:
