@@ -5,8 +5,9 @@ works at trace time under `jax.jit` and raises before anything is computed.
 
 The one shape legend of the package (every module uses these letters, and only
 these): B batch (sequences), T time steps, D input features, H hidden units
-(outputs per step), G gates, C classes, S key/value length, V vocabulary; inside
-the RNN kernels N chunks of K steps.
+(outputs per step), G gates, C classes, S key/value length, V vocabulary, N
+attention heads; inside the RNN kernels N chunks of K steps. Derived lengths are
+named in words, e.g. T_out, the output steps of a strided window.
 """
 
 import operator

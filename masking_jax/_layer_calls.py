@@ -3,6 +3,7 @@
 - `split_masked`, `unpack`: a `Masked` input opened into `(data, mask)`, the mask
   checked (`check_layer_mask`) under the user's argument names.
 - `time_mask`: a checked mask broadcast to the `(B, T)` of its data.
+- `zero_padding`: data with zeros at padded steps, before a layer mixes steps.
 - `check_time_axis`, `check_floating`: what the time and pooling layers take.
 - `step_input_shape`: the `(B, D)` a cell's `initialize_carry` takes, from `x`.
 - `run_cell_layer`: a cell's pure step through `masking_jax.rnn`, shaped as a layer's result.
@@ -115,8 +116,20 @@ def time_mask(mask: jax.Array, x: Any, mask_name: str = "mask") -> jax.Array:
     return jnp.broadcast_to(mask.reshape(mask.shape + (1,) * (2 - mask.ndim)), x.shape[:2])
 
 
+def zero_padding(x: jax.Array, mask: jax.Array | None) -> jax.Array:
+    """`x` with zeros at padded steps (`x` itself without a mask), so that a layer that
+    mixes steps or takes statistics never reads the padding's content (even NaN).
+
+    Examples:
+      >>> zero_padding(jnp.array([[1.0, jnp.nan]]), jnp.array([[True, False]]))
+      Array([[1., 0.]], dtype=float32)
+    """
+    return x if mask is None else Masked(x, mask).filled(0).data
+
+
 def check_time_axis(x: Any, name: str = "x") -> None:
-    """Raises `ValueError` unless `x` is an array with a batch and a time axis `(B, T, ...)`."""
+    """Raises unless `x` is an array (`TypeError`) with a batch and a time axis `(B, T, ...)`
+    (`ValueError`)."""
     if not hasattr(x, "shape") and not isinstance(x, list | tuple):
         raise TypeError(f"`{name}` must be an array (B, T, ...); got {type(x).__name__}.")
     if np.ndim(x) < 2:

@@ -97,7 +97,8 @@ def masked_cross_entropy(
     """Softmax cross-entropy over real tokens.
 
     Args:
-      logits: `(B, T, C)` unnormalised scores.
+      logits: `(B, T, C)` unnormalised scores (integer scores count as the default
+        float dtype).
       labels: integer class ids `(B, T)` or float one-hot / probabilities `(B, T, C)`.
         Labels at padded steps are never read (any value is fine there).
       mask: bool `(B, T)`, True = real step.
@@ -116,6 +117,8 @@ def masked_cross_entropy(
     """
     logits, labels, integer_labels = _logits_and_labels(logits, labels)
     token_mask = align_mask(mask, logits[..., 0], "mask", "logits without the class axis")
+    # integer scores as floats first: `jax.nn.log_softmax` would cast its -inf start to int
+    logits = logits.astype(jnp.result_type(logits.dtype, float))
     log_probs = jax.nn.log_softmax(jnp.where(token_mask[..., None], logits, 0), axis=-1)
     if integer_labels:
         classes = logits.shape[-1]

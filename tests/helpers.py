@@ -1,8 +1,32 @@
-"""Shared test data: random masks of every layout, and data with poisoned padding."""
+"""Shared test helpers: masks of every layout, data with poisoned padding, the jitted layer
+calls and the Keras context that the layer tests share."""
 
+import jax
 import numpy as np
+from flax import nnx
 
 LAYOUTS = ("post", "pre", "gappy", "empty_rows")
+
+# (B=3, T=6) masks of the NNX layer tests: post-padded (lengths 6, 4, 1), pre-padded
+# (6, 4, 1) and gappy.
+LAYOUT_MASKS = {
+    "post": np.arange(6) < np.array([6, 4, 1])[:, None],
+    "pre": np.arange(6) >= np.array([0, 2, 5])[:, None],
+    "gappy": np.array([[1, 0, 1, 1, 0, 1], [0, 1, 1, 0, 0, 1], [1, 1, 0, 0, 0, 0]], bool),
+}
+
+# Keras' own code broadcasts by rank: run it (only it, `with keras_mode:`) outside the
+# suite's strict `jax_numpy_rank_promotion="raise"` (conftest.py).
+keras_mode = jax.numpy_rank_promotion("allow")
+
+
+def call_layer(layer, x, mask):
+    """`layer(x, mask=mask)`, eagerly."""
+    return layer(x, mask=mask)
+
+
+jit_call_layer = nnx.jit(call_layer)  # one program per layer structure and input shapes
+jit_apply = nnx.jit(lambda layer, x: layer(x))  # `layer(x)`, e.g. on a `Masked` or token ids
 
 
 def random_mask(rng: np.random.Generator, batch: int, steps: int, layout: str) -> np.ndarray:
@@ -67,9 +91,6 @@ def assert_vmap_matches_one_compile(module, xs, masks, call):
 
     `call(module, x, mask)` returns an array; `xs` is (K, B, T, ...) and `masks` (K, B, T).
     """
-    import jax
-    from flax import nnx
-
     graphdef, state = nnx.split(module)
 
     def pure(state, x, mask):

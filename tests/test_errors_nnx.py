@@ -231,6 +231,16 @@ def test_bidirectional_halves_of_other_sizes_may_concatenate():
     assert bi(X, mask=MASK).shape == (B, T, 2 * H + 1)
 
 
+def test_bidirectional_initial_state_must_be_a_pair():
+    bi = mnx.Bidirectional(mnx.GRU(D, H, rngs=RNGS), rngs=RNGS)
+    h0 = np.zeros((B, H), np.float32)
+    with pytest.raises(TypeError, match=r"`initial_state` must be a pair \(forward, backward\) "
+                                        r"of initial states; got tuple of length 3"):
+        bi(X, mask=MASK, initial_state=(h0, h0, h0))
+    with pytest.raises(TypeError, match=r"`initial_state` must be a pair .*; got ndarray"):
+        bi(X, mask=MASK, initial_state=h0)
+
+
 # --------------------------------------------------------------------------- masks as passed
 
 

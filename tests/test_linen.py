@@ -1,8 +1,8 @@
 """`masking_jax.linen`: every Flax Linen cell through `RNN(cell)` against `nn.RNN(cell)(x,
 seq_lengths=...)` (values, final carry, gradients) on every mask layout, variables shared with
 `nn.RNN` both ways, the Keras-layout layers against the core kernels, `Bidirectional`, pooling,
-an optax training loop written the Linen way, NaN padding, empty rows, jit / vmap / grad, and
-bad arguments.
+an optax training loop written the Linen way, NaN padding, empty rows, jit / vmap / grad. Bad
+arguments: test_errors_linen.py.
 
 One small shape throughout (B=3, T=5, D=2, H=4): the suite is compile-bound.
 """
@@ -305,45 +305,3 @@ def test_an_optax_training_loop_the_linen_way(layouts):
         params, opt_state, loss = train_step(params, opt_state, x, mask)
         losses.append(float(loss))
     assert np.isfinite(losses).all() and losses[-1] < 0.5 * losses[0]
-
-
-class NoCarryCell(nn.Module):
-    @nn.compact
-    def __call__(self, carry, x_t):
-        return carry, x_t
-
-
-X, MASK = jnp.ones((B, T, D)), jnp.ones((B, T), bool)
-BAD_CALLS = [
-    (lambda: ml.RNN("lstm"), TypeError, "`cell` must be a Flax Linen cell module"),
-    (lambda: ml.RNN(nn.GRUCell(H), reverse=1), TypeError, "`reverse` must be a Python bool"),
-    (lambda: ml.RNN(nn.GRUCell(H), unroll=0), ValueError, "`unroll` must be >= 1"),
-    (lambda: ml.RNN(nn.GRUCell(H)).init(jax.random.key(0), X, mask=MASK, seq_lengths=[1] * B),
-     TypeError, "either `mask=`"),
-    (lambda: ml.RNN(nn.GRUCell(H)).init(jax.random.key(0), X, seq_lengths=[1, 2]),
-     ValueError, r"`seq_lengths` must have shape \(B,\) = \(3,\)"),
-    (lambda: ml.RNN(nn.GRUCell(H)).init(jax.random.key(0), X, mask=MASK.astype(int)),
-     TypeError, r"`mask` must be a boolean array .*astype\(bool\)"),
-    (lambda: ml.RNN(nn.GRUCell(H)).init(jax.random.key(0), X[0]), ValueError, "`x` must be 3-D"),
-    (lambda: ml.RNN(NoCarryCell()).init(jax.random.key(0), X), TypeError,
-     "has no `initialize_carry`; pass `initial_carry="),
-    (lambda: ml.RNN(nn.GRUCell(H)).init(jax.random.key(0), mj.Masked(X, MASK), mask=MASK),
-     TypeError, "carries its own mask"),
-    (lambda: ml.LSTM(0), ValueError, "`features` must be >= 1"),
-    (lambda: ml.LSTM(H, activation="gelu"), ValueError, "`activation` must be one of"),
-    (lambda: ml.GRU(H, return_state="yes"), TypeError, "`return_state` must be a Python bool"),
-    (lambda: ml.Bidirectional(nn.Dense(H)), TypeError, "`forward` must be a masking_jax.linen"),
-    (lambda: ml.Bidirectional(ml.GRU(H), ml.GRU(H)), ValueError,
-     "`backward.reverse` must be the opposite"),
-    (lambda: ml.Bidirectional(ml.GRU(H), ml.GRU(H, reverse=True, return_sequences=True)),
-     ValueError, "`backward.return_sequences` must equal"),
-    (lambda: ml.Bidirectional(ml.GRU(H), merge_mode="max"), ValueError, "`merge_mode` must be"),
-    (lambda: ml.Bidirectional(ml.GRU(H)).init(jax.random.key(0), X, initial_state=X),
-     TypeError, "`initial_state` must be a pair"),
-]  # fmt: skip
-
-
-@pytest.mark.parametrize("call, error, match", BAD_CALLS)
-def test_bad_arguments_name_the_argument(call, error, match):
-    with pytest.raises(error, match=match):
-        call()

@@ -1,5 +1,7 @@
 """Masked losses and metrics: equal to optax / Keras on real tokens, blind to padding."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import keras
@@ -50,6 +52,19 @@ def test_one_hot_labels_equal_integer_labels():
     one_hot = jax.nn.one_hot(labels, logits.shape[-1])
     np.testing.assert_allclose(mj.masked_cross_entropy(logits, one_hot, mask),
                                mj.masked_cross_entropy(logits, labels, mask), rtol=1e-6)
+
+
+def test_integer_logits_equal_their_float_values_without_a_cast_warning():
+    """`jax.nn.log_softmax` casts its -inf start to the input's dtype: our loss must hand it
+    floats (an integer cast once warned "invalid value encountered in cast")."""
+    logits, labels, mask = _batch(2, "pre")
+    scores = np.round(logits * 3).astype(np.int32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = mj.masked_cross_entropy(scores, labels, mask)
+    assert got.dtype == jnp.float32
+    np.testing.assert_allclose(got, mj.masked_cross_entropy(scores.astype(np.float32), labels,
+                                                            mask), rtol=1e-6)  # fmt: skip
 
 
 @pytest.mark.parametrize("reduction", ["token_mean", "sequence_mean", "sum"])

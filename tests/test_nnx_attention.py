@@ -7,18 +7,20 @@ import keras
 import numpy as np
 import pytest
 from flax import nnx
-from helpers import assert_vmap_matches_one_compile, poison_padding
+from helpers import (
+    LAYOUT_MASKS,
+    assert_vmap_matches_one_compile,
+    jit_apply,
+    jit_call_layer,
+    keras_mode,
+    poison_padding,
+)
 
 import masking_jax as mj
 from masking_jax import nnx as mnx
 
 B, T, S, D, DKV, N, QKV, OUT, V = 3, 6, 4, 4, 3, 2, 6, 5, 9
-keras_mode = jax.numpy_rank_promotion("allow")  # Keras broadcasts by rank
-MASKS = {
-    "post": np.arange(T) < np.array([6, 4, 1])[:, None],
-    "pre": np.arange(T) >= np.array([0, 2, 5])[:, None],
-    "gappy": np.array([[1, 0, 1, 1, 0, 1], [0, 1, 1, 0, 0, 1], [1, 1, 0, 0, 0, 0]], bool),
-}
+MASKS = LAYOUT_MASKS  # (B, T) post-padded, pre-padded, gappy
 # key rows for cross-attention: full, gappy, and all padding
 KV_MASK = np.array([[1, 1, 1, 1], [0, 1, 0, 1], [0, 0, 0, 0]], bool)
 
@@ -32,11 +34,6 @@ def _layer(causal=False, cross=False, dropout_rate=0.0, seed=0):
         N, D, QKV, OUT, in_kv_features=DKV if cross else None, causal=causal,
         dropout_rate=dropout_rate, rngs=nnx.Rngs(seed),
     )  # fmt: skip
-
-
-@nnx.jit
-def _self(layer, x, mask):
-    return layer(x, mask=mask)
 
 
 @nnx.jit
@@ -84,7 +81,7 @@ def test_self_attention_matches_keras_and_the_slow_loop(layout, causal):
             k_layer(x, x, query_mask=mask, value_mask=mask, use_causal_mask=causal)
         )
     layer = mnx.load_keras_weights(_layer(causal), k_layer)
-    got = np.asarray(_self(layer, poison_padding(x, mask), mask))
+    got = np.asarray(jit_call_layer(layer, poison_padding(x, mask), mask))
     np.testing.assert_allclose(got[mask], expected[mask], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(got, _reference(layer, x, x, mask, mask, causal), atol=1e-5)
     np.testing.assert_array_equal(got[~mask], 0.0)  # padded queries attend nothing: zeros
@@ -151,9 +148,9 @@ def test_sequential_propagates_the_query_mask_and_is_padding_invariant():
     )
     ids = np.array([[3, 5, 1, 2, 0, 0], [0, 0, 0, 4, 4, 8], [0, 0, 0, 0, 0, 0]], np.int32)
     post = np.array([[3, 5, 1, 2, 0, 0], [4, 4, 8, 0, 0, 0], [0, 0, 0, 0, 0, 0]], np.int32)
-    predict = nnx.jit(lambda m, ids: m(ids))
-    np.testing.assert_allclose(predict(model, ids), predict(model, post), rtol=1e-6, atol=1e-7)
-    np.testing.assert_array_equal(predict(model, ids)[2], 0.0)  # an empty sequence
+    np.testing.assert_allclose(jit_apply(model, ids), jit_apply(model, post), rtol=1e-6,
+                               atol=1e-7)  # fmt: skip
+    np.testing.assert_array_equal(jit_apply(model, ids)[2], 0.0)  # an empty sequence
     out = model.layers[1](mj.Masked(_x(6), MASKS["pre"]))
     assert isinstance(out, mj.Masked)
     np.testing.assert_array_equal(out.mask, MASKS["pre"])
@@ -175,17 +172,17 @@ def test_dropout_in_training_only():
     x = _x(9)
     layer = _layer(dropout_rate=0.5, seed=3)
     expected = _reference(layer, x, x, mask, mask, False)  # no dropout
-    first = _self(layer, poison_padding(x, mask), mask)  # training mode by default
-    second = _self(layer, poison_padding(x, mask), mask)
+    first = jit_call_layer(layer, poison_padding(x, mask), mask)  # training mode by default
+    second = jit_call_layer(layer, poison_padding(x, mask), mask)
     assert np.isfinite(first).all() and np.isfinite(second).all()
     assert not np.allclose(first[mask], expected[mask], atol=1e-3)
     assert not np.allclose(first[mask], second[mask], atol=1e-3)  # a fresh draw per call
     np.testing.assert_array_equal(np.asarray(first)[~mask], 0.0)
     model = mnx.Sequential(layer)
     model.eval()
-    np.testing.assert_allclose(_self(layer, x, mask), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(jit_call_layer(layer, x, mask), expected, rtol=1e-5, atol=1e-5)
     model.train()
-    assert not np.allclose(_self(layer, x, mask)[mask], expected[mask], atol=1e-3)
+    assert not np.allclose(jit_call_layer(layer, x, mask)[mask], expected[mask], atol=1e-3)
 
 
 def test_bad_arguments():

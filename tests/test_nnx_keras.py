@@ -5,17 +5,12 @@ import keras
 import numpy as np
 import pytest
 from flax import nnx
+from helpers import LAYOUT_MASKS, keras_mode
 
 from masking_jax import nnx as mnx
 
 B, T, V, D, H = 3, 6, 9, 3, 4
-# Keras' own code broadcasts by rank: run it (only it) outside the suite's strict mode.
-keras_mode = jax.numpy_rank_promotion("allow")
-LAYOUTS = {
-    "post": np.arange(T) < np.array([6, 4, 1])[:, None],
-    "pre": np.arange(T) >= np.array([0, 2, 5])[:, None],
-    "gappy": np.array([[1, 0, 1, 1, 0, 1], [0, 1, 1, 0, 0, 1], [1, 1, 0, 0, 0, 0]], bool),
-}
+LAYOUTS = LAYOUT_MASKS  # (B, T) post-padded, pre-padded, gappy
 
 
 def _ids(mask, seed=0):

@@ -7,16 +7,22 @@ import keras
 import numpy as np
 import pytest
 from flax import nnx
-from helpers import assert_vmap_matches_one_compile, poison_padding
+from helpers import (
+    LAYOUT_MASKS,
+    assert_vmap_matches_one_compile,
+    jit_apply,
+    jit_call_layer,
+    keras_mode,
+    poison_padding,
+)
 
 import masking_jax as mj
 from masking_jax import nnx as mnx
 
 B, T, D, H = 3, 6, 4, 5
-keras_mode = jax.numpy_rank_promotion("allow")  # Keras broadcasts by rank
 # gappy, pre-padded, and an empty row
 MASK = np.array([[1, 0, 1, 1, 0, 1], [0, 0, 1, 1, 1, 1], [0, 0, 0, 0, 0, 0]], bool)
-POST = np.arange(T) < np.array([6, 4, 1])[:, None]
+POST = LAYOUT_MASKS["post"]
 
 
 def _x(seed, shape=(B, T, D)):
@@ -28,16 +34,6 @@ def _x(seed, shape=(B, T, D)):
 
 def _stats(layer):
     return np.asarray(layer.moving_mean[...]), np.asarray(layer.moving_variance[...])
-
-
-@nnx.jit
-def _bn(layer, x, mask):
-    return layer(x, mask=mask)
-
-
-@nnx.jit
-def _apply(model, x):
-    return model(x)
 
 
 def _keras_bn(seed):
@@ -60,14 +56,14 @@ def test_batch_norm_matches_keras_in_training_and_evaluation(masked):
     real = MASK if masked else np.ones((B, T), bool)
     with keras_mode:
         expected = np.asarray(k_bn(x, training=True, mask=mask))
-    got = np.asarray(_bn(layer, poison_padding(x, real), mask if masked else None))
+    got = np.asarray(jit_call_layer(layer, poison_padding(x, real), mask if masked else None))
     np.testing.assert_allclose(got[real], expected[real], rtol=1e-5, atol=1e-5)
     for ours, theirs in zip(_stats(layer), (k_bn.moving_mean, k_bn.moving_variance), strict=True):
         np.testing.assert_allclose(ours, np.asarray(theirs.value), rtol=1e-5, atol=1e-6)
     with keras_mode:
         expected = np.asarray(k_bn(x, training=False, mask=mask))
     layer.eval()
-    got = np.asarray(_bn(layer, x, mask))
+    got = np.asarray(jit_call_layer(layer, x, mask))
     np.testing.assert_allclose(got[real], expected[real], rtol=1e-5, atol=1e-5)
 
 
@@ -100,7 +96,7 @@ def test_batch_norm_equals_the_unmasked_one_on_the_real_steps_with_gradients():
     np.testing.assert_allclose(g_layer.beta[...], ref_grads[1], rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(np.asarray(g_x)[MASK], ref_grads[2], rtol=1e-4, atol=1e-6)
     np.testing.assert_array_equal(np.asarray(g_x)[~MASK], 0.0)
-    y = np.asarray(_bn(layer, poison_padding(x, MASK), MASK))
+    y = np.asarray(jit_call_layer(layer, poison_padding(x, MASK), MASK))
     np.testing.assert_array_equal(y[~MASK], 0.0)  # padded steps come out as zeros
 
 
@@ -110,23 +106,22 @@ def test_batch_norm_ignores_the_amount_of_padding_unlike_an_unmasked_one():
     long_x = np.concatenate([x, np.zeros_like(x)], axis=1)
     long_mask = np.concatenate([POST, np.zeros_like(POST)], axis=1)
     ours, plain = mnx.BatchNorm(D, rngs=nnx.Rngs(0)), nnx.BatchNorm(D, rngs=nnx.Rngs(0))
-    short = np.asarray(_bn(ours, x, POST))
+    short = np.asarray(jit_call_layer(ours, x, POST))
     stats = _stats(ours)
     ours = mnx.BatchNorm(D, rngs=nnx.Rngs(0))
-    long = np.asarray(_bn(ours, long_x, long_mask))
+    long = np.asarray(jit_call_layer(ours, long_x, long_mask))
     np.testing.assert_allclose(long[:, :T][POST], short[POST], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(_stats(ours), stats, rtol=1e-6)
-    unmasked = nnx.jit(lambda m, x: m(x))
-    shifted = np.asarray(unmasked(plain, long_x))[:, :T]
-    assert not np.allclose(shifted[POST], np.asarray(unmasked(plain, x))[POST], atol=1e-2)
+    shifted = np.asarray(jit_apply(plain, long_x))[:, :T]
+    assert not np.allclose(shifted[POST], np.asarray(jit_apply(plain, x))[POST], atol=1e-2)
 
 
 def test_batch_norm_with_no_real_step_keeps_its_statistics_and_stays_finite():
     layer = mnx.BatchNorm(D, rngs=nnx.Rngs(0))
-    _bn(layer, _x(5), MASK)
+    jit_call_layer(layer, _x(5), MASK)
     before = _stats(layer)
     empty = np.zeros((B, T), bool)
-    y = _bn(layer, poison_padding(_x(5), empty), empty)
+    y = jit_call_layer(layer, poison_padding(_x(5), empty), empty)
     np.testing.assert_array_equal(y, 0.0)
     np.testing.assert_array_equal(_stats(layer), before)
     grads = nnx.jit(nnx.grad(lambda m, x, k: jnp.sum(m(x, mask=k))))(layer, _x(5), empty)
@@ -136,7 +131,7 @@ def test_batch_norm_with_no_real_step_keeps_its_statistics_and_stays_finite():
 def test_batch_norm_modes_masked_input_and_sequential():
     x = _x(6)
     layer = mnx.BatchNorm(D, use_running_average=True, rngs=nnx.Rngs(0))
-    out = _apply(layer, mj.Masked(x, MASK))
+    out = jit_apply(layer, mj.Masked(x, MASK))
     assert isinstance(out, mj.Masked)
     np.testing.assert_array_equal(out.mask, MASK)
     # moving statistics at their start (0, 1): the identity up to epsilon on real steps
@@ -153,7 +148,7 @@ def test_batch_norm_modes_masked_input_and_sequential():
     assert model.layers[1].use_running_average
     model.train()
     assert not model.layers[1].use_running_average
-    out = _apply(model, mj.Masked(poison_padding(x, MASK), MASK))
+    out = jit_apply(model, mj.Masked(poison_padding(x, MASK), MASK))
     np.testing.assert_array_equal(out.mask, MASK)
     assert np.isfinite(out.data).all()
 
@@ -167,11 +162,6 @@ CONV_CASES = [
     pytest.param(3, 2, "causal", 1, id="causal-strides2"),
     pytest.param(2, 1, "same", 1, id="same"),
 ]
-
-
-@nnx.jit
-def _conv(layer, x, mask):
-    return layer(x, mask=mask)
 
 
 def _keras_conv(kernel_size, strides, padding, dilation, seed):
@@ -195,9 +185,9 @@ def test_conv1d_matches_keras_on_zero_padded_input(kernel_size, strides, padding
     with keras_mode:
         expected = np.asarray(k_conv(np.where(MASK[..., None], x, 0)))
         unmasked = np.asarray(k_conv(x))
-    np.testing.assert_allclose(_conv(layer, poison_padding(x, MASK), MASK), expected,
+    np.testing.assert_allclose(jit_call_layer(layer, poison_padding(x, MASK), MASK), expected,
                                rtol=1e-5, atol=1e-5)  # fmt: skip
-    np.testing.assert_allclose(_apply(layer, x), unmasked, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(jit_apply(layer, x), unmasked, rtol=1e-5, atol=1e-5)
     out_mask = layer.compute_mask(x, MASK)
     np.testing.assert_array_equal(
         out_mask, mj.window_mask(MASK, kernel_size, strides, padding, dilation)
@@ -207,7 +197,7 @@ def test_conv1d_matches_keras_on_zero_padded_input(kernel_size, strides, padding
     # ("same" only with strides 1: its padding depends on the padded length)
     if padding == "same" and strides > 1:
         return
-    got = _apply(layer, mj.Masked(poison_padding(x, POST), POST))
+    got = jit_apply(layer, mj.Masked(poison_padding(x, POST), POST))
     kernel, bias = np.asarray(layer.kernel[...]), np.asarray(layer.bias[...])
     for b, n in enumerate(POST.sum(1)):
         real = np.asarray(got.data[b])[np.asarray(got.mask[b])]
@@ -273,10 +263,10 @@ def test_conv_batch_norm_pooling_sequential_matches_keras():
     x = _x(10)
     with keras_mode:
         expected = np.asarray(k_model(x, training=False))
-    out = _apply(model, mj.Masked(x, np.ones((B, T), bool)))
+    out = jit_apply(model, mj.Masked(x, np.ones((B, T), bool)))
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
     assert not isinstance(out, mj.Masked)  # pooling ended the mask: a plain array
-    assert np.isfinite(_apply(model, mj.Masked(poison_padding(x, MASK), MASK))).all()
+    assert np.isfinite(jit_apply(model, mj.Masked(poison_padding(x, MASK), MASK))).all()
 
 
 def test_bad_arguments():

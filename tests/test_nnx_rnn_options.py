@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
-from helpers import poison_padding
+from helpers import call_layer, jit_call_layer, poison_padding
 
 import masking_jax as mj
 from masking_jax import nnx as mnx
@@ -32,11 +32,6 @@ def _x(seed=0, steps=T):
 
 def _params(layer):
     return {k: getattr(layer, k)[...] for k in ("kernel", "recurrent_kernel", "bias")}
-
-
-@nnx.jit
-def _call(layer, x, mask):
-    return layer(x, mask=mask)
 
 
 def test_dropout_in_training_and_none_in_evaluation():
@@ -115,7 +110,7 @@ def test_a_training_step_with_dropout_under_jit():
     assert np.isfinite(value) and all(np.isfinite(g).all() for g in jax.tree.leaves(grads))
     assert model.layers[0].dropout_rngs.count[...] == count + 1
     model.eval()
-    np.testing.assert_array_equal(_call(model, x, MASK), _call(model, x, MASK))
+    np.testing.assert_array_equal(jit_call_layer(model, x, MASK), jit_call_layer(model, x, MASK))
 
 
 def _stateful_case(layer, call):
@@ -128,11 +123,7 @@ def _stateful_case(layer, call):
     return first, second, whole
 
 
-def _eager(layer, x, mask):
-    return layer(x, mask=mask)
-
-
-@pytest.mark.parametrize(("name", "call"), [("lstm", _call), ("gru", _eager)],
+@pytest.mark.parametrize(("name", "call"), [("lstm", jit_call_layer), ("gru", call_layer)],
                          ids=["lstm_under_jit", "gru"])  # fmt: skip
 def test_stateful_halves_equal_the_whole(name, call):
     cls, _ = LAYERS[name]
@@ -157,7 +148,7 @@ def test_stateful_halves_equal_the_whole(name, call):
 def test_stateful_custom_cell():
     rnn = mnx.RNN(nnx.LSTMCell(D, H, rngs=nnx.Rngs(0)), return_sequences=True,
                   return_state=True, stateful=True)  # fmt: skip
-    _, second, whole = _stateful_case(rnn, _eager)
+    _, second, whole = _stateful_case(rnn, call_layer)
     np.testing.assert_allclose(np.asarray(second[0])[MASK_2], np.asarray(whole[0])[:, T:][MASK_2],
                                atol=1e-6)  # fmt: skip
     jax.tree.map(lambda a, e: np.testing.assert_allclose(a, e, atol=1e-6), second[1], whole[1])

@@ -8,6 +8,7 @@ import os
 import jax
 import numpy as np
 import pytest
+from helpers import keras_mode
 from rnn_reference import MASK_ROWS, padded_inputs, random_params, random_state
 
 import masking_jax as mj
@@ -28,17 +29,13 @@ B, T = MASK_ROWS.shape
 D, H = 3, 4
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 
-# Keras itself broadcasts across ranks (its initialisers, its layers): allow that inside Keras
-# only; our kernels keep running under the suite's "raise".
-keras_promotion = functools.partial(jax.numpy_rank_promotion, "allow")
-
 
 def keras_weights(params):
     return [params[k] for k in ("kernel", "recurrent_kernel", "bias") if params[k] is not None]
 
 
 def keras_layer(cell, params, **options):
-    with keras_promotion():
+    with keras_mode:
         layer = LAYERS[cell](H, return_sequences=True, return_state=True, **options)
         layer.build((B, T, D))
         layer.set_weights(keras_weights(params))
@@ -49,7 +46,7 @@ def run_keras(layer, x, mask, initial_state=None):
     """Keras outputs realigned with the input positions, and its final states as a list."""
     if initial_state is not None:
         initial_state = list(initial_state) if isinstance(initial_state, tuple) else [initial_state]
-    with keras_promotion():
+    with keras_mode:
         outputs, *states = layer(x, mask=mask, initial_state=initial_state)
     outputs = np.asarray(outputs)
     return (outputs[:, ::-1] if layer.go_backwards else outputs), [np.asarray(s) for s in states]
@@ -119,7 +116,7 @@ def test_bidirectional_matches_keras(merge_mode):
     rng = np.random.default_rng(2)
     forward, backward = (random_params("lstm", rng, D, H) for _ in range(2))
     x = padded_inputs(rng, MASK_ROWS, D, pad_value=0.0)
-    with keras_promotion():
+    with keras_mode:
         layer = keras.layers.Bidirectional(
             keras.layers.LSTM(H, return_sequences=True, return_state=True), merge_mode=merge_mode
         )
@@ -144,14 +141,14 @@ def test_initialisers_fit_keras_layers(cell):
         "gru": mj.init_gru_params,
     }[cell]
     params = init(jax.random.key(0), D, H)
-    with keras_promotion():
+    with keras_mode:
         layer = LAYERS[cell](H)
         layer.build((B, T, D))
     fresh = dict(zip(("kernel", "recurrent_kernel", "bias"), layer.get_weights(), strict=True))
     for key, value in fresh.items():
         assert params[key].shape == value.shape and params[key].dtype == value.dtype
     np.testing.assert_array_equal(params["bias"], fresh["bias"])
-    with keras_promotion():
+    with keras_mode:
         layer.set_weights(keras_weights(params))
 
 
@@ -174,7 +171,7 @@ def test_dropout_equals_keras_given_the_same_masks(cell, options):
     gates = {"simple_rnn": None, "lstm": 4, "gru": 3}[cell]
     layer.cell._dropout_mask = x_scale if gates is None else [x_scale] * gates
     layer.cell._recurrent_dropout_mask = h_scale if gates is None else [h_scale] * gates
-    with keras_promotion():
+    with keras_mode:
         outputs, *states = layer(x, mask=MASK_ROWS, training=True)
     ours = KERNELS[cell](params, x, MASK_ROWS, dropout_key=key, **rates, **options)
     assert_matches_keras(ours, (np.asarray(outputs), [np.asarray(s) for s in states]))

@@ -15,6 +15,7 @@ from flax import linen as nn
 
 from .._checks import check_choice, check_int, check_param_dtype
 from .._layer_calls import step_input_shape, unpack
+from .._layer_docs import CELL_DOCS, RNN_OPTIONS, describe
 from .._masks import Masked
 from .._rnn._activations import get_activation
 from .._rnn._init import init_gru_params, init_lstm_params, init_simple_rnn_params
@@ -104,29 +105,21 @@ class _KerasRNN(nn.Module):
         return (y, *states) if self.return_state else y
 
 
-def _rnn_doc(summary: str, cell_args: str, examples: str) -> str:
-    """The docstring of an RNN layer: its own lines, then the attributes every RNN has."""
-    return f"""{summary}
+def _rnn_doc(name: str, examples: str) -> str:
+    """The docstring of the RNN layer `name`: its own lines, then the attributes every RNN has."""
+    cell = CELL_DOCS[name]
+    return f"""{cell.head()}
 
     `variables["params"]` holds `kernel`, `recurrent_kernel` and `bias` in the Keras 3
     layout (Keras-default initialisers: glorot-uniform `kernel`, orthogonal
     `recurrent_kernel`, zero `bias`), so it goes straight into the matching
-    `masking_jax` kernel, and Keras weights go straight in.
+    `masking_jax` kernel (with `bias=None` added when `use_bias=False`), and Keras
+    weights go straight in.
 
     Attributes:
       features: H, the hidden units (D is read from the input).
-{cell_args}
-      return_sequences: return all outputs `(B, T, H)` instead of the output after
-        the last real step `(B, H)`.
-      return_state: also return the final state(s), each `(B, H)`, as in Keras:
-        `(y, h)` or, for the LSTM, `(y, h, c)`.
-      reverse: consume the steps from last to first; outputs stay aligned with the
-        input positions (Keras `go_backwards` returns them flipped in time).
-      zero_output_for_mask: output zeros at padded steps instead of the previous
-        output.
-      use_bias: whether the layer has `bias` (without it, pass `bias=None` to the kernel).
-      unroll: `lax.scan` unrolling (`True`, `False` or a number of steps); speed only.
-      param_dtype: dtype of the parameters.
+{describe(cell.options)}
+{describe(RNN_OPTIONS)}
 
     Every attribute but `features` is keyword-only. Call: `layer(x, mask=None, *,
     initial_state=None)` with `x` `(B, T, D)` (or a `Masked`, then sequence outputs come
@@ -134,27 +127,20 @@ def _rnn_doc(summary: str, cell_args: str, examples: str) -> str:
     skipped and their content (even NaN) never matters.
 
     Raises:
-      ValueError: at construction, for an unknown activation name.
+      TypeError: for options of the wrong type (a float `features`, a flag that is not a
+        Python bool, an integer `param_dtype`) and a non-boolean mask.
+      ValueError: at construction, for `features` or `unroll` below 1 or an unknown
+        activation name; at the call, for `x` that is not `(B, T, D)` with the D of the
+        initialised `kernel`, or a mask that does not fit it.
 
     Examples:
 {examples}
     """
 
 
-_GATE_ARGS = """\
-      activation: the candidate activation: a Keras name ("tanh", "sigmoid",
-        "hard_sigmoid", "relu", "linear"), a function, or `None` (linear).
-      recurrent_activation: the gate activation, named or given as `activation`."""
-
-
 class SimpleRNN(_KerasRNN):
     __doc__ = _rnn_doc(
-        """A masked SimpleRNN layer (`keras.layers.SimpleRNN`) over `masking_jax.simple_rnn`.
-
-    Parameters: `kernel` (D, H), `recurrent_kernel` (H, H), `bias` (H,).""",
-        """\
-      activation: a Keras name ("tanh", "sigmoid", "hard_sigmoid", "relu", "linear"),
-        a function, or `None` (linear).""",
+        "SimpleRNN",
         """\
       >>> import jax, jax.numpy as jnp
       >>> layer = SimpleRNN(4, return_sequences=True)
@@ -169,14 +155,7 @@ class SimpleRNN(_KerasRNN):
 
 class LSTM(_KerasRNN):
     __doc__ = _rnn_doc(
-        """A masked LSTM layer (`keras.layers.LSTM`) over `masking_jax.lstm`.
-
-    Parameters: `kernel` (D, 4H), `recurrent_kernel` (H, 4H), `bias` (4H,), gates
-    i, f, c, o.""",
-        _GATE_ARGS
-        + """
-      unit_forget_bias: start the forget-gate bias at 1, as Keras does.
-      use_cudnn: run on cuDNN, same results (see `masking_jax.lstm`); CUDA GPU only.""",
+        "LSTM",
         """\
       >>> import jax, jax.numpy as jnp
       >>> import masking_jax as mj
@@ -203,14 +182,7 @@ class LSTM(_KerasRNN):
 
 class GRU(_KerasRNN):
     __doc__ = _rnn_doc(
-        """A masked GRU layer (`keras.layers.GRU`) over `masking_jax.gru`.
-
-    Parameters: `kernel` (D, 3H), `recurrent_kernel` (H, 3H), gates z, r, h; `bias`
-    (2, 3H) with `reset_after=True` (Keras 3 default), (3H,) otherwise.""",
-        _GATE_ARGS
-        + """
-      reset_after: apply the reset gate after the recurrent matmul (Keras 3 and cuDNN
-        convention) rather than before.""",
+        "GRU",
         """\
       >>> import jax, jax.numpy as jnp
       >>> layer = GRU(4, return_sequences=True)

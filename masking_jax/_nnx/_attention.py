@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from .._layer_calls import time_mask, unpack
+from .._layer_calls import time_mask, unpack, zero_padding
 from .._masks import Masked, attention_mask
 from ._arguments import (
     check_bool,
@@ -21,11 +21,6 @@ from ._arguments import (
     check_sequences,
     check_size,
 )
-
-
-def _filled(x: jax.Array, mask: jax.Array | None) -> jax.Array:
-    """`x` with zeros at padded steps, so padding content (even NaN) is never read."""
-    return x if mask is None else Masked(x, mask).filled(0).data
 
 
 class MultiHeadAttention(nnx.Module):
@@ -57,16 +52,17 @@ class MultiHeadAttention(nnx.Module):
         the default one).
 
     Parameters, those of `attention`, a `flax.nnx.MultiHeadAttention`:
-    `attention.query.kernel` `(D, N, qkv_features / N)` and `.bias`
-    `(N, qkv_features / N)`, the same for `key` and `value`, and `attention.out.kernel`
-    `(N, qkv_features / N, out_features)` and `.bias` `(out_features,)`: the shapes of
-    Keras' `EinsumDense` kernels, so `load_keras_weights` copies them over.
+    `attention.query.kernel` `(D, N, qkv_features / N)` and `.bias` `(N, qkv_features /
+    N)`, the same for `key` and `value` with `in_kv_features` in place of D, and
+    `attention.out.kernel` `(N, qkv_features / N, out_features)` and `.bias`
+    `(out_features,)`: the shapes of Keras' `EinsumDense` kernels, so
+    `load_keras_weights` copies them over.
 
     Call: `layer(x, mask=None)` for self-attention, `layer(x, kv, mask=None,
-    kv_mask=None)` for cross-attention, with `x` `(B, T, D)`, `kv` `(B, S, Dkv)` and
-    masks bool `(B, T)` and `(B, S)` (True = real step). Either input may be a
-    `Masked`; for a `Masked` `x` the result is a `Masked`. Returns `(B, T,
-    out_features)`; the output mask is the query mask (`compute_mask`).
+    kv_mask=None)` for cross-attention, with `x` `(B, T, D)`, `kv` `(B, S,
+    in_kv_features)` and masks bool `(B, T)` and `(B, S)` (True = real step). Either
+    input may be a `Masked`; for a `Masked` `x` the result is a `Masked`. Returns `(B,
+    T, out_features)`; the output mask is the query mask (`compute_mask`).
 
     Integer and bool inputs are cast to the parameters' float dtype, as Keras casts them.
 
@@ -164,7 +160,7 @@ class MultiHeadAttention(nnx.Module):
     def __call__(self, x: Any, kv: Any = None, mask: Any = None, kv_mask: Any = None) -> Any:
         q, q_mask, kv, kv_mask, was_masked = self._inputs(x, kv, mask, kv_mask)
         allowed = self._attention_mask(q, q_mask, kv, kv_mask)
-        y = self.attention(_filled(q, q_mask), _filled(kv, kv_mask), mask=allowed)
+        y = self.attention(zero_padding(q, q_mask), zero_padding(kv, kv_mask), mask=allowed)
         if allowed is not None:
             attends = jnp.any(allowed[:, 0], axis=-1)  # (B, T)
             y = jnp.where(attends[..., None], y, jnp.zeros((), y.dtype))

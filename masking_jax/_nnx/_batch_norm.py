@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from .._checks import as_array
-from .._layer_calls import unpack
+from .._layer_calls import unpack, zero_padding
 from .._masks import Masked
 from .._ops import masked_mean, masked_var
 from ._arguments import check_bool, check_float, check_param_dtype, check_rngs, check_size
@@ -114,8 +114,7 @@ class BatchNorm(nnx.Module):
                 f"`x` must be (B, ..., {self.num_features}) with the features last; got "
                 f"shape {tuple(x.shape)}."
             )
-        if mask is not None:
-            x = Masked(x, mask).filled(0).data
+        x = zero_padding(x, mask)
         x = x.astype(jnp.promote_types(x.dtype, jnp.float32))  # statistics in float32 at least
         if self.use_running_average if use_running_average is None else use_running_average:
             mean, variance = self.moving_mean[...], self.moving_variance[...]
@@ -125,6 +124,5 @@ class BatchNorm(nnx.Module):
         per_feature = (1,) * (x.ndim - 1) + (self.num_features,)  # broadcast over B, T, ...
         y = (x - mean.reshape(per_feature)) * scale.reshape(per_feature)
         y = y + self.beta[...].reshape(per_feature)
-        if mask is not None:
-            y = Masked(y, mask).filled(0).data
+        y = zero_padding(y, mask)
         return Masked(y, mask) if was_masked else y

@@ -1,7 +1,7 @@
 """`Conv1D` that zeroes padding before convolving and carries the window's output mask.
 
-Shape legend: B batch, T time steps, D input features, H output features (filters).
-A mask is bool `(B, T)`, True = real step, False = padding.
+Shape legend: B batch, T time steps, D input features, H output features (filters),
+T_out output steps. A mask is bool `(B, T)`, True = real step, False = padding.
 """
 
 from typing import Any
@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from .._checks import check_choice
-from .._layer_calls import time_mask, unpack
+from .._layer_calls import time_mask, unpack, zero_padding
 from .._masks import Masked, window_mask
 from ._arguments import check_bool, check_param_dtype, check_rngs, check_sequences, check_size
 
@@ -109,7 +109,7 @@ class Conv1D(nnx.Module):
 
     def __call__(self, x: Any, mask: Any = None) -> Any:
         x, mask, was_masked = self._inputs(x, mask)
-        y = self._convolve(x if mask is None else Masked(x, mask).filled(0).data)
+        y = self._convolve(zero_padding(x, mask))
         return Masked(y, self._output_mask(mask)) if was_masked else y
 
     def _inputs(self, x: Any, mask: Any) -> tuple[jax.Array, jax.Array | None, bool]:

@@ -64,7 +64,7 @@ class PassMask(_MaskDeclaration):
 
     def __call__(self, x: Any, mask: Any = None) -> Any:
         y, mask, was_masked = self._apply(x, mask)
-        return Masked(y, mask) if was_masked and mask is not None else y
+        return Masked(y, mask) if was_masked else y
 
 
 class DropMask(_MaskDeclaration):

@@ -14,11 +14,12 @@ import jax.numpy as jnp
 from flax import nnx
 
 from .._checks import check_choice
+from .._layer_docs import CELL_DOCS, RNN_OPTIONS, describe
 from .._masks import Masked
 from .._rnn._activations import get_activation
 from .._rnn._init import init_gru_params, init_lstm_params, init_simple_rnn_params
 from .._rnn._kernels import gru, lstm, simple_rnn
-from .._rnn._layers import MERGE_MODES, merge_outputs
+from .._rnn._layers import MERGE_MODES, _check_pair, merge_outputs
 from ._arguments import (
     check_bool,
     check_features,
@@ -175,27 +176,19 @@ class _RNN(nnx.Module):
         return mask if self.return_sequences else None
 
 
-def _rnn_doc(summary: str, cell_args: str, examples: str) -> str:
-    """The docstring of an RNN layer: its own lines, then the arguments every RNN takes."""
-    return f"""{summary}
+def _rnn_doc(name: str, examples: str) -> str:
+    """The docstring of the RNN layer `name`: its own lines, then the arguments every RNN takes."""
+    cell = CELL_DOCS[name]
+    return f"""{cell.head()}
 
     Args:
       in_features: D, the input features.
       hidden_features: H, the hidden units.
-{cell_args}
+{describe(cell.options)}
       rngs: `nnx.Rngs`; Keras-default initialisers (glorot-uniform `kernel`,
         orthogonal `recurrent_kernel`, zero `bias`).
       **options: the options every RNN layer takes, all keyword-only:
-        `return_sequences=False`: return all outputs `(B, T, H)` (the mask passes on)
-        instead of the output after the last real step `(B, H)` (the mask ends).
-        `return_state=False`: also return the final state(s), each `(B, H)`, as in
-        Keras: `(y, h)` or, for the LSTM, `(y, h, c)`.
-        `reverse=False`: consume the steps from last to first; outputs stay aligned
-        with the input positions (Keras `go_backwards` returns them flipped in time).
-        `zero_output_for_mask=False`: output zeros at padded steps instead of the
-        previous output.
-        `use_bias=True`: whether the layer has `bias`.
-        `unroll=False`: `lax.scan` unrolling (`True`, `False` or a number of steps).
+{describe(RNN_OPTIONS, indent=8, defaults=True)}
         `dropout=0.0`, `recurrent_dropout=0.0`: the fractions, in [0, 1), of the
         input units and of the units of h entering the recurrent matmul that are
         dropped (Keras' options): one mask per sequence, drawn from the layer's
@@ -209,7 +202,6 @@ def _rnn_doc(summary: str, cell_args: str, examples: str) -> str:
         sequences equal one call on the whole (with `reverse=False`; row b
         continues row b; the batch size must stay, else `ValueError`).
         `reset_state()` forgets it. No gradient flows from one call into the last.
-        `param_dtype=jnp.float32`: dtype of the parameters.
 
     Call: `layer(x, mask=None, *, initial_state=None)` with `x` `(B, T, D)` (or a
     `Masked`, then sequence outputs come back `Masked`), `mask` bool `(B, T)`, True =
@@ -219,28 +211,22 @@ def _rnn_doc(summary: str, cell_args: str, examples: str) -> str:
     kept state for that call.
 
     Raises:
-      ValueError: at construction, for an unknown activation name or a dropout rate
-        outside [0, 1).
+      TypeError: for options of the wrong type (a float size, a flag that is not a
+        Python bool, an integer `param_dtype`, `rngs` that is not an `nnx.Rngs`) and a
+        non-boolean mask.
+      ValueError: at construction, for a size or `unroll` below 1, an unknown
+        activation name or a dropout rate outside [0, 1); at the call, for `x` that is
+        not `(B, T, in_features)`, a mask that does not fit it, or another batch size
+        than the state a stateful layer keeps.
 
     Examples:
 {examples}
     """
 
 
-_GATE_ARGS = """\
-      activation: the candidate activation: a Keras name ("tanh", "sigmoid",
-        "hard_sigmoid", "relu", "linear"), a function, or `None` (linear).
-      recurrent_activation: the gate activation, named or given as `activation`."""
-
-
 class SimpleRNN(_RNN):
     __doc__ = _rnn_doc(
-        """A masked SimpleRNN layer (`keras.layers.SimpleRNN`) over `masking_jax.simple_rnn`.
-
-    Parameters: `kernel` (D, H), `recurrent_kernel` (H, H), `bias` (H,).""",
-        """\
-      activation: a Keras name ("tanh", "sigmoid", "hard_sigmoid", "relu", "linear"),
-        a function, or `None` (linear).""",
+        "SimpleRNN",
         """\
       >>> rnn = SimpleRNN(3, 4, return_sequences=True, rngs=nnx.Rngs(0))
       >>> rnn(jnp.ones((2, 5, 3)), mask=jnp.ones((2, 5), bool)).shape
@@ -266,14 +252,7 @@ class SimpleRNN(_RNN):
 
 class LSTM(_RNN):
     __doc__ = _rnn_doc(
-        """A masked LSTM layer (`keras.layers.LSTM`) over `masking_jax.lstm`.
-
-    Parameters: `kernel` (D, 4H), `recurrent_kernel` (H, 4H), `bias` (4H,), gates
-    i, f, c, o.""",
-        _GATE_ARGS
-        + """
-      unit_forget_bias: start the forget-gate bias at 1, as Keras does.
-      use_cudnn: run on cuDNN, same results (see `masking_jax.lstm`); CUDA GPU only.""",
+        "LSTM",
         """\
       >>> rnn = LSTM(3, 4, return_state=True, rngs=nnx.Rngs(0))
       >>> mask = jnp.array([[True, True, False], [True, False, False]])
@@ -310,14 +289,7 @@ class LSTM(_RNN):
 
 class GRU(_RNN):
     __doc__ = _rnn_doc(
-        """A masked GRU layer (`keras.layers.GRU`) over `masking_jax.gru`.
-
-    Parameters: `kernel` (D, 3H), `recurrent_kernel` (H, 3H), gates z, r, h; `bias`
-    (2, 3H) with `reset_after=True` (Keras 3 default), (3H,) otherwise.""",
-        _GATE_ARGS
-        + """
-      reset_after: apply the reset gate after the recurrent matmul (Keras 3 and cuDNN
-        convention) rather than before.""",
+        "GRU",
         """\
       >>> rnn = GRU(3, 4, return_sequences=True, rngs=nnx.Rngs(0))
       >>> rnn.bias.shape
@@ -452,15 +424,8 @@ class Bidirectional(nnx.Module):
     def __call__(self, x: Any, mask: Any = None, *, initial_state: Any = None) -> Any:
         x, mask, was_masked = unpack(x, mask)
         check_features(x, self.forward_layer.in_features, self)
-        if initial_state is None:
-            init_f = init_b = None
-        elif isinstance(initial_state, tuple | list) and len(initial_state) == 2:
-            init_f, init_b = initial_state
-        else:
-            raise TypeError(
-                "`initial_state` must be a pair (forward_state, backward_state); got "
-                f"{type(initial_state).__name__}."
-            )
+        init_f, init_b = (None, None) if initial_state is None else _check_pair(
+            initial_state, "initial_state", "initial states")  # fmt: skip
         seq = self.return_sequences
         (out_f, out_b), (states_f, states_b) = self._run_both(x, mask, (init_f, init_b), seq)
         if seq:
