@@ -53,32 +53,28 @@ def compaction(mask: jax.Array, *, reverse: bool = False) -> Compaction:
 
 
 def compacted_inputs(
-    x: jax.Array, compacted: Compaction, where_row: jax.Array | None = None
+    x: jax.Array, compacted: Compaction, *, time_major: bool = False
 ) -> jax.Array:
     """`x` `(B, T, ...)` with each row's real steps first and zeros after.
 
-    With `where_row` (int `(B,)`, a permutation of the batch) the result is
-    time-major `(T, B, ...)` with input row b at row `where_row[b]`. Zero-filling the
-    padding means whatever it held (NaN, inf) never enters a step.
+    With `time_major` the result is `(T, B, ...)`. Zero-filling the padding means
+    whatever it held (NaN, inf) never enters a step.
     """
+    batch, steps = x.shape[:2]
     real = compacted.dest < compacted.lengths[:, None]  # (B, T)
     values = jnp.where(real.reshape(real.shape + (1,) * (x.ndim - 2)), x, 0)
-    if where_row is None:
-        rows = jnp.arange(x.shape[0], dtype=jnp.int32)[:, None]
-        return jnp.zeros_like(values).at[rows, compacted.dest].add(values, unique_indices=True)
-    batch, steps = x.shape[:2]
-    flat = _time_major_index(compacted.dest, where_row, batch).reshape(-1)
-    out = jnp.zeros((steps * batch, *x.shape[2:]), x.dtype)
+    # One flat index per step (not an index pair): no index building around the scatter.
+    flat = _flat_index(compacted.dest, steps, time_major=time_major).reshape(-1)
+    out = jnp.zeros((batch * steps, *x.shape[2:]), x.dtype)
     out = out.at[flat].add(values.reshape(flat.shape + x.shape[2:]), unique_indices=True)
-    return out.reshape(steps, batch, *x.shape[2:])
+    return out.reshape(*((steps, batch) if time_major else (batch, steps)), *x.shape[2:])
 
 
-def _time_major_index(step: jax.Array, where_row: jax.Array, rows: int) -> jax.Array:
-    """int32 `(B, T')`: the flat index into `(T * rows, ...)` of row `where_row[b]` at `step`.
-
-    One flat index (not a pair) keeps the gather and scatter free of index building.
-    """
-    return step * rows + where_row[:, None]
+def _flat_index(step: jax.Array, steps: int, *, time_major: bool) -> jax.Array:
+    """int32 `(B, T')`: where `(b, step[b, t])` is in a flattened `(B, steps)` or `(steps, B)`."""
+    batch = step.shape[0]
+    rows = jnp.arange(batch, dtype=jnp.int32)[:, None]
+    return step * batch + rows if time_major else rows * steps + step
 
 
 def valid_first_order(mask: jax.Array) -> jax.Array:
@@ -106,7 +102,7 @@ def outputs_at_inputs(
     initial_output: jax.Array,
     *,
     zero_output_for_mask: bool,
-    where_row: jax.Array | None = None,
+    time_major: bool = False,
 ) -> jax.Array:
     """The outputs `(B, T, H)` at input positions from the compacted ones.
 
@@ -115,21 +111,17 @@ def outputs_at_inputs(
     with `zero_output_for_mask`.
 
     Args:
-        compacted_outputs: `(B, T, H)`; or, with `where_row`, time-major `(T, B, H)`
-            whose row `where_row[b]` belongs to input row b.
+        compacted_outputs: `(B, T, H)`, or `(T, B, H)` with `time_major`.
         mask: bool `(B, T)`, True = real step.
         compacted: the `Compaction` of `mask`.
         initial_output: `(B, H)`.
         zero_output_for_mask: zeros at padded steps.
-        where_row: int `(B,)`, see `compacted_outputs`.
+        time_major: `compacted_outputs` is time-major.
     """
     index = jnp.maximum(compacted.count - 1, 0)
-    if where_row is None:
-        picked = take_steps(compacted_outputs, index)
-    else:
-        steps, batch = compacted_outputs.shape[:2]
-        flat = compacted_outputs.reshape(steps * batch, *compacted_outputs.shape[2:])
-        picked = flat[_time_major_index(index, where_row, batch)]
+    steps = compacted_outputs.shape[0 if time_major else 1]
+    flat = compacted_outputs.reshape(-1, *compacted_outputs.shape[2:])
+    picked = flat[_flat_index(index, steps, time_major=time_major)]
     if zero_output_for_mask:
         return jnp.where(mask[:, :, None], picked, 0)
     return jnp.where((compacted.count > 0)[:, :, None], picked, initial_output[:, None, :])

@@ -42,15 +42,13 @@ def lengths_mask(lengths, steps, layout, rng):
     return mask
 
 
-# Lengths on chunk boundaries exactly (0, C, 2C, 4C, T), one off them, and a batch wide enough
-# for two blocks of rows (`_skip.blocking`), so chunks run on one block or on both. T is just
-# past `ONE_CHUNK_UP_TO`, so it runs in chunks.
+# Lengths on chunk boundaries exactly (0, C, 2C, 4C, T), one off them, and a batch of 50 rows
+# (wider than most tests). T is just past `ONE_CHUNK_UP_TO`, so it runs in chunks.
 STEPS = 4 * CHUNK + 3  # not a multiple of the chunk: the last chunk is padded
 assert STEPS > _skip.ONE_CHUNK_UP_TO
 BOUNDARY_LENGTHS = [STEPS, 0, CHUNK, 2 * CHUNK, CHUNK - 1, CHUNK + 1, 1, 4 * CHUNK, 5, STEPS]
 BOUNDARY_LENGTHS += [2 * CHUNK + 1, 0, 4, 11, 3 * CHUNK - 1, 2, 7, 13, 4 * CHUNK + 1, 6]
-BOUNDARY_LENGTHS += [STEPS, 3 * CHUNK, 2 * CHUNK + 2] * 10  # B = 50: half the rows run longest
-assert _skip.blocking(len(BOUNDARY_LENGTHS)) == (2, 25)
+BOUNDARY_LENGTHS += [STEPS, 3 * CHUNK, 2 * CHUNK + 2] * 10
 
 
 def run_fast(cell, params, x, mask, state, *, reverse, zero_output_for_mask, unroll):
@@ -111,34 +109,30 @@ def assert_close(actual, expected, rtol=2e-5, atol=2e-5):
     )
 
 
-def test_blocking_policy():
-    assert _skip.blocking(1) == (1, 1)
-    assert _skip.blocking(32) == (1, 32)  # small batches: whole chunks are skipped, rows are not
-    assert _skip.blocking(64) == (2, 32)
-    assert _skip.blocking(49) == (2, 25)  # the last block gets one empty row
+def test_chunking_policy():
     assert _skip.chunking(3) == (1, 3)
     assert _skip.chunking(_skip.ONE_CHUNK_UP_TO) == (1, _skip.ONE_CHUNK_UP_TO)  # short: one chunk
     assert _skip.chunking(STEPS) == (5, CHUNK)
 
 
 @pytest.mark.parametrize("reverse", [False, True])
-def test_each_chunk_runs_once_on_each_block_that_holds_a_running_row(reverse):
-    lengths = jnp.array(sorted(BOUNDARY_LENGTHS, reverse=True))
+def test_each_chunk_that_holds_a_running_row_runs_once_in_time_order(reverse):
+    lengths = jnp.array(BOUNDARY_LENGTHS[:10])  # the longest row runs into the last chunk
+    lengths = jnp.minimum(lengths, 3 * CHUNK)  # now it ends in chunk 3 of 5: chunk 4 is skipped
     n_chunks, chunk = _skip.chunking(STEPS)
-    blocks, width = _skip.blocking(len(lengths))
 
-    def chunk_fn(row, start, carry):
+    def chunk_fn(start, carry):
         seen, order = carry
         i = start // chunk
-        return seen.at[i, row // width].add(1), order.at[i].set(order.max() + 1)
+        return seen.at[i].add(1), order.at[i].set(order.max() + 1)
 
     seen, order = _skip.skipping_loop(
-        chunk_fn, (jnp.zeros((n_chunks, blocks), int), jnp.zeros(n_chunks, int)), lengths,
-        n_chunks, chunk, width, reverse=reverse,
+        chunk_fn, (jnp.zeros(n_chunks, int), jnp.zeros(n_chunks, int)), lengths, n_chunks, chunk,
+        reverse=reverse,
     )  # fmt: skip
-    for i in range(n_chunks):
-        running = np.asarray(lengths > i * chunk).reshape(blocks, width).any(axis=1)
-        np.testing.assert_array_equal(np.asarray(seen[i]), running.astype(int))
+    running = [bool((np.asarray(lengths) > i * chunk).any()) for i in range(n_chunks)]
+    assert running == [True, True, True, False, False]
+    np.testing.assert_array_equal(np.asarray(seen), np.asarray(running, int))
     ran = [int(o) for o in order if o > 0]
     assert ran == (sorted(ran, reverse=True) if reverse else sorted(ran))  # in time order
 
@@ -167,6 +161,10 @@ def test_compaction(layout, reverse):
         real = real[::-1] if reverse else real
         np.testing.assert_array_equal(packed[b, : len(real)], x[b, real])
         assert (packed[b, len(real) :] == 0).all()
+    time_major = _layout.compacted_inputs(
+        jnp.asarray(x), _layout.compaction(jnp.asarray(mask), reverse=reverse), time_major=True
+    )
+    np.testing.assert_array_equal(np.asarray(time_major), packed.swapaxes(0, 1))
 
 
 @pytest.mark.parametrize("cell", list(CELLS))
@@ -187,16 +185,26 @@ def test_custom_vjp_matches_autodiff_of_the_plain_scan(cell, layout, reverse):
     assert_close(outputs, plain_outputs)
 
 
-def test_a_batch_that_does_not_fill_its_blocks_gets_empty_rows_that_change_nothing():
-    """B = 49: two blocks of 25 rows, the last row of the second block is padding."""
-    mask = lengths_mask(BOUNDARY_LENGTHS[:49], STEPS, "gappy", np.random.default_rng(5))
-    assert _skip.blocking(49) == (2, 25)
+def test_reverse_over_reverse_through_skipped_chunks_matches_the_plain_scan():
+    """The gradient of a gradient, with chunks skipped and run: the backward pass is itself
+    differentiable (no loop of traced length), and equal to autodiff of the plain scan."""
+    mask = lengths_mask(np.minimum(BOUNDARY_LENGTHS, 3 * CHUNK), STEPS, "gappy",
+                        np.random.default_rng(5))  # fmt: skip
     params, x, state = case("lstm", mask)
-    options = {"reverse": True, "zero_output_for_mask": True}
-    fast, plain = loss_grads_and_outputs(
-        [(run_fast, options), (run_cell_plain, options)], "lstm", params, x, mask, state
-    )
-    assert_close(fast, plain)
+    x = np.nan_to_num(x)  # the plain scan's own gradient is not NaN-safe
+
+    def grad_norm(driver):
+        def loss(params, x):
+            outputs, final = run(driver, "lstm", params, x, mask, state, reverse=True)
+            return jnp.sum(jnp.sin(outputs)) + jnp.sum(final[1] ** 2)
+
+        def norm(params, x):
+            return sum(jnp.sum(g**2) for g in jax.tree.leaves(jax.grad(loss, (0, 1))(params, x)))
+
+        return jax.jit(jax.grad(norm, argnums=(0, 1)))(jax.tree.map(jnp.asarray, params), x)
+
+    # float32 over two orders of differentiation: values reach hundreds.
+    assert_close(grad_norm(run_fast), grad_norm(run_cell_plain), rtol=1e-3, atol=1e-3)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

@@ -7,6 +7,7 @@ Modules, one job each (the compaction of any mask layout lives in `masking_jax/_
 - `_activations`: activation names (Keras spelling) to functions.
 - `_dropout`: input and recurrent dropout, one mask per sequence (`RecurrentDropout`).
 - `_skip`: the chunked skipping skeleton that the forward and the backward pass share.
+- `_packing`: a step's pytree as one array per dtype, for the scan's buffers.
 - `_vjp`: the compacted scan and its custom VJP, per cell kind (its "tape").
 - `_driver`: `run`, the whole kernel after argument checks: compaction, the scan,
   outputs back at input positions.
@@ -17,5 +18,5 @@ Modules, one job each (the compaction of any mask layout lives in `masking_jax/_
 - `_layers`: `bidirectional` and `stacked_rnn`, built from the kernels.
 
 Shape legend everywhere in the RNN code: B batch, T time steps, D input features,
-H hidden units (outputs per step), G gates, N chunks of K steps, M blocks of W rows.
+H hidden units (outputs per step), G gates, N chunks of K steps.
 """

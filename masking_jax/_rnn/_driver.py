@@ -15,15 +15,12 @@ How it runs:
    recurrent mask joins the state and the cell becomes `RecurrentDropout`.
 1. Compaction (`_layout`): each row's real steps, in processing order, to the front
    of a time-major array, zeros after, so every layout runs one post-padded loop.
-   With more than one block of rows (`_skip.blocking`) the rows are also sorted
-   longest first, so the rows still running are always a prefix, and padded with
-   empty rows to whole blocks.
 2. The skipping scan with its custom VJP (`_vjp.compacted_scan`).
 3. The outputs at input positions (`_layout.outputs_at_inputs`): one gather.
 
-Under `jax.vmap` with a batched mask a chunk runs every block that any vmapped
-batch needs, with selects: results stay exact, but little is skipped (fold the
-vmapped axis into B where speed matters).
+Under `jax.vmap` with a batched mask a chunk runs where any vmapped batch needs
+it, with selects: results stay exact, but less is skipped (fold the vmapped axis
+into B where speed matters).
 
 Shape legend: B batch, T time steps, D input features, H outputs per step,
 N chunks of K steps.
@@ -38,7 +35,7 @@ import jax.numpy as jnp
 from .._layout import compacted_inputs, compaction, outputs_at_inputs
 from ._contract import Cell
 from ._dropout import RecurrentDropout, drop_inputs
-from ._skip import blocking, chunking
+from ._skip import chunking
 from ._vjp import compacted_scan
 
 _STATIC = ("reverse", "zero_output_for_mask", "unroll")
@@ -91,34 +88,16 @@ def run(
     # evaluate the compaction, and the scatter in its gradient, while compiling.
     mask = jax.lax.optimization_barrier(mask)
     compacted = compaction(mask, reverse=reverse)
-    blocks, width = blocking(batch)
-    sort_rows = blocks > 1  # rows longest first: the running rows are a prefix
-    if sort_rows:
-        rows = jnp.argsort(-compacted.lengths, stable=True).astype(jnp.int32)
-        where_row = jnp.argsort(rows).astype(jnp.int32)
-    else:
-        where_row = jnp.arange(batch, dtype=jnp.int32)
-    extra_rows = blocks * width - batch  # empty rows that fill the last block
     n_chunks, chunk = chunking(steps)
-
-    def by_rows(a: jax.Array) -> jax.Array:  # sorted, and padded to whole blocks
-        a = a[rows] if sort_rows else a
-        return jnp.pad(a, [(0, extra_rows)] + [(0, 0)] * (a.ndim - 1))
-
-    def by_input_rows(a: jax.Array) -> jax.Array:  # back in input order
-        return a[where_row] if sort_rows else a  # one block: no empty rows
-
-    x_c = compacted_inputs(x, compacted, where_row)  # (T, B, D), rows sorted
-    x_c = jnp.pad(x_c, ((0, n_chunks * chunk - steps), (0, extra_rows), (0, 0)))  # (N*K, M*W, D)
+    x_c = compacted_inputs(x, compacted, time_major=True)  # (T, B, D)
+    x_c = jnp.pad(x_c, ((0, n_chunks * chunk - steps), (0, 0), (0, 0)))  # (N*K, B, D)
     inner_unroll = chunk if unroll is True else max(1, min(int(unroll), chunk))
-    out_c, final = compacted_scan(
-        cell, inner_unroll, params, x_c, by_rows(compacted.lengths), jax.tree.map(by_rows, state)
-    )
+    out_c, final = compacted_scan(cell, inner_unroll, params, x_c, compacted.lengths, state)
     outputs = outputs_at_inputs(
-        out_c, mask, compacted, initial_output,
-        zero_output_for_mask=zero_output_for_mask, where_row=where_row,
+        out_c, mask, compacted, initial_output, zero_output_for_mask=zero_output_for_mask,
+        time_major=True,
     )  # fmt: skip
-    return outputs, _own(cell, jax.tree.map(by_input_rows, final))
+    return outputs, _own(cell, final)
 
 
 def _own(cell: Cell, state: Any) -> Any:

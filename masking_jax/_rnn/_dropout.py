@@ -8,8 +8,8 @@ dropped, `1 / (1 - rate)` where it is kept (inverted dropout, as Keras does).
 - Input dropout scales `x` once, before the scan: the same mask at every step.
 - Recurrent dropout scales the h that enters the recurrent matmul (the carried
   state itself is not dropped). The mask rides in the state, `(state, scale)`, so
-  the row sorting and blocking of the scan carry it along, and the cell's step
-  reads it there (`RecurrentDropout`). Without recurrent dropout nothing of this runs.
+  the scan carries it along with each row, and the cell's step reads it there
+  (`RecurrentDropout`). Without recurrent dropout nothing of this runs.
 
 As Keras' fused kernels do for input dropout, every gate sees the same dropped
 inputs and the same dropped h (Keras draws one mask per gate once

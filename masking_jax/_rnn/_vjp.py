@@ -1,7 +1,7 @@
 """The compacted masked scan and its custom VJP, over the skipping skeleton (`_skip.py`).
 
 `compacted_scan(cell, ...)` runs rows that are already compacted (each row's real
-steps first, zeros after; rows sorted longest first) for `lengths[b]` steps each;
+steps first, zeros after) for `lengths[b]` steps each;
 a finished row keeps its state. The forward and the backward pass both run
 `_skip.skipping_loop`; what a step keeps and how its gradient is taken is the
 cell's tape:
@@ -29,16 +29,7 @@ import jax.numpy as jnp
 
 from ._contract import Cell, GatedCell
 from ._packing import Packing
-from ._skip import (
-    blocking,
-    chunking,
-    put_rows,
-    read_steps,
-    rows_where,
-    skipping_loop,
-    take_rows,
-    write_steps,
-)
+from ._skip import chunking, read_steps, rows_where, skipping_loop, write_steps
 
 
 def _add(a: Any, b: Any) -> Any:
@@ -186,34 +177,24 @@ def _forward(
     forward_step = functools.partial(tape.forward_step, cell)
     steps = x_c.shape[0]
     n_chunks, chunk = chunking(steps)
-    _, width = blocking(lengths.shape[0])
     _, y, kept = jax.eval_shape(forward_step, prepared, state, x_c[0])
-    # Every step's output (and residuals), packed, written in place; rows a chunk
-    # skips stay 0.
+    # Every step's output (and residuals), packed, written in place; chunks skipped
+    # stay 0.
     packing = Packing.of((y, kept) if keep else y)
     buffers = packing.zeros((steps, lengths.shape[0]))
 
-    def chunk_fn(row: jax.Array, start: jax.Array, carry: Any) -> Any:
-        lengths_w = jax.lax.dynamic_slice_in_dim(lengths, row, width)
-
+    def chunk_fn(start: jax.Array, carry: Any) -> Any:
         def step(i: jax.Array, carry: Any) -> Any:
             state, buffers = carry
             k = start + i
-            (x_t,) = read_steps(x_c, k, 1, row, width)
-            new, y, kept = forward_step(prepared, state, x_t)
-            new = rows_where(k < lengths_w, new, state)  # finished rows hold
+            new, y, kept = forward_step(prepared, state, x_c[k])
+            new = rows_where(k < lengths, new, state)  # finished rows hold
             written = packing.pack((y, kept) if keep else y)
-            return new, write_steps(buffers, k, row, tuple(w[None] for w in written))
+            return new, write_steps(buffers, k, tuple(w[None] for w in written))
 
-        state, buffers = carry
-        state_w, buffers = jax.lax.fori_loop(
-            0, chunk, step, (take_rows(state, row, width, 0), buffers), unroll=unroll
-        )
-        return put_rows(state, state_w, row, 0), buffers
+        return jax.lax.fori_loop(0, chunk, step, carry, unroll=unroll)
 
-    state, buffers = skipping_loop(
-        chunk_fn, (state, buffers), lengths, n_chunks, chunk, width
-    )
+    state, buffers = skipping_loop(chunk_fn, (state, buffers), lengths, n_chunks, chunk)
     if keep:
         outputs = packing.unpack(buffers)[0]
         return (outputs, state), (packing, buffers)
@@ -228,8 +209,8 @@ def compacted_scan(
 
     `T` is a whole number of chunks (`_skip.chunking`).
 
-    Rows are sorted longest first, `M * W` of them (`_skip.blocking`); row b runs
-    `lengths[b]` steps and then keeps its state (its later outputs are never read).
+    Row b runs `lengths[b]` steps and then keeps its state (its later outputs are
+    never read).
     """
     return _forward(cell, unroll, params, x_c, lengths, state, keep=False)[0]
 
@@ -251,43 +232,37 @@ def _compacted_scan_bwd(
     backward_step = functools.partial(tape.backward_step, cell)
     backward_chunk = functools.partial(tape.backward_chunk, cell)
     n_chunks, chunk = chunking(x_c.shape[0])
-    _, width = blocking(lengths.shape[0])
 
-    def chunk_fn(row: jax.Array, start: jax.Array, carry: Any) -> Any:
+    def chunk_fn(start: jax.Array, carry: Any) -> Any:
         d_state, d_params, d_x = carry
-        lengths_w = jax.lax.dynamic_slice_in_dim(lengths, row, width)
-        x_chunk, packed_chunk, d_out_chunk = read_steps(
-            (x_c, packed, d_outputs), start, chunk, row, width
-        )
-        kept_chunk = packing.unpack(packed_chunk)[1]  # (K, W, ...)
+        x_chunk, packed_chunk, d_out_chunk = read_steps((x_c, packed, d_outputs), start, chunk)
+        kept_chunk = packing.unpack(packed_chunk)[1]  # (K, B, ...)
 
         def step(carry: Any, inputs: Any) -> tuple[Any, Any]:
             d_state, d_acc = carry
             k, x_t, packed_t, d_y = inputs
             kept_t = packing.unpack(packed_t)[1]  # one read of the packed step
-            running = k < lengths_w
+            running = k < lengths
             d_y = rows_where(running, d_y, _zeros(d_y))
             d_new = rows_where(running, d_state, _zeros(d_state))
             d_before, d_acc_t, emitted = backward_step(prepared, kept_t, x_t, d_new, d_y)
             d_prev = rows_where(running, d_before, d_state)  # finished rows pass through
             return (d_prev, _add(d_acc, d_acc_t)), emitted
 
-        d_state_w = take_rows(d_state, row, width, 0)
         first = _first(kept_chunk, x_chunk, d_out_chunk)
-        acc0 = _zeros(jax.eval_shape(backward_step, prepared, first[0], first[1], d_state_w,
+        acc0 = _zeros(jax.eval_shape(backward_step, prepared, first[0], first[1], d_state,
                                      first[2])[1])  # fmt: skip
         steps = start + jnp.arange(chunk, dtype=jnp.int32)
-        (d_state_w, d_acc), emitted = jax.lax.scan(
-            step, (d_state_w, acc0), (steps, x_chunk, packed_chunk, d_out_chunk),
+        (d_state, d_acc), emitted = jax.lax.scan(
+            step, (d_state, acc0), (steps, x_chunk, packed_chunk, d_out_chunk),
             reverse=True, unroll=unroll,
         )  # fmt: skip
         d_params_chunk, d_x_chunk = backward_chunk(prepared, x_chunk, kept_chunk, emitted, d_acc)
-        d_x = write_steps(d_x, start, row, d_x_chunk)
-        return put_rows(d_state, d_state_w, row, 0), _add(d_params, d_params_chunk), d_x
+        return d_state, _add(d_params, d_params_chunk), write_steps(d_x, start, d_x_chunk)
 
     d_state, d_params, d_x = skipping_loop(
         chunk_fn, (d_final, tape.gradient_zeros(params), jnp.zeros_like(x_c)), lengths,
-        n_chunks, chunk, width, reverse=True,
+        n_chunks, chunk, reverse=True,
     )  # fmt: skip
     return tape.cotangent(params, d_params), d_x, None, d_state
 
