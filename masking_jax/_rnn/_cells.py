@@ -167,11 +167,15 @@ class GRUCell(KerasCell):
         # Without reset_after only the z and r blocks multiply h itself.
         return rec if self.reset_after else rec[:, : 2 * rec.shape[0]]
 
-    def gate_params(self, params: Params) -> Any:
-        if not self.reset_after:
-            return params["recurrent_kernel"][:, 2 * params["recurrent_kernel"].shape[0] :]
+    def recurrent_bias(self, params: Params) -> jax.Array | None:
         bias = params["bias"]
-        return None if bias is None else bias[1]
+        return None if bias is None or not self.reset_after else bias[1]
+
+    def gate_params(self, params: Params) -> Any:
+        if self.reset_after:
+            return None
+        # Without reset_after the candidate's recurrent kernel multiplies r * h.
+        return params["recurrent_kernel"][:, 2 * params["recurrent_kernel"].shape[0] :]
 
     def preact(self, xp_t: jax.Array, hr_t: jax.Array) -> tuple[jax.Array, ...]:
         # z and r add both matmuls (kept as one sum); the candidate needs its parts apart.
@@ -195,15 +199,9 @@ class GRUCell(KerasCell):
     ) -> tuple[jax.Array, jax.Array]:
         """The gates from `preact`; `h_in` (h, or h dropped) enters the candidate's matmul."""
         zr, x_h = preact[0], preact[1]
-        hidden = h.shape[-1]
-        if self.reset_after:
-            r_h = preact[2]
-            if gate_params is not None:  # the recurrent bias row
-                zr = zr + gate_params[None, : 2 * hidden]
-                r_h = r_h + gate_params[None, 2 * hidden :]
         z, r = jnp.split(self.recurrent_activation(zr), 2, axis=-1)
-        if self.reset_after:
-            candidate = self.activation(x_h + r * r_h)
+        if self.reset_after:  # `preact[2]` = `h R_h + b_h`, the recurrent bias included
+            candidate = self.activation(x_h + r * preact[2])
         else:
             candidate = self.activation(x_h + (r * h_in) @ gate_params)
         h = z * h + (1 - z) * candidate

@@ -51,7 +51,7 @@ class Cell(abc.ABC):
 
 
 class GatedCell(Cell):
-    """A cell whose step splits at its one recurrent matmul, `hr = output(state) R'`.
+    """A cell whose step splits at its one recurrent matmul, `hr = output(state) R' + b'`.
 
     `step(params, state, x_t)` is
     `gate_math(gate_params(params), preact(project(params, x_t), hr), state)`: the
@@ -67,8 +67,13 @@ class GatedCell(Cell):
     def recurrent_kernel(self, params: Params) -> jax.Array:
         """`R'` `(H, G'*H)`, the matrix of the recurrent matmul `hr = output(state) R'`."""
 
+    def recurrent_bias(self, params: Params) -> jax.Array | None:
+        """`b'` `(G'*H,)`, added to the recurrent matmul, or `None`."""
+        del params
+        return None
+
     def gate_params(self, params: Params) -> Any:
-        """The small params the gate math reads (a bias row), or `None`."""
+        """Any other params the gate math reads, or `None`."""
         del params
         return None
 
@@ -89,7 +94,9 @@ class GatedCell(Cell):
         """The h `(B, H)` a state stands for: the input of the recurrent matmul."""
 
     def step(self, params: Params, state: State, x_t: jax.Array) -> tuple[State, jax.Array]:
-        hr_t = self.output(state) @ self.recurrent_kernel(params)
+        hr_t = recurrent_matmul(
+            self.output(state), self.recurrent_kernel(params), self.recurrent_bias(params)
+        )
         preact = self.preact(self.project(params, x_t), hr_t)
         return self.gate_math(self.gate_params(params), preact, state)
 
@@ -99,6 +106,12 @@ class GatedCell(Cell):
         """The initial h (Keras' rule for padded steps before the first real one)."""
         del params
         return self.output(state).astype(output.dtype)
+
+
+def recurrent_matmul(h: jax.Array, kernel: jax.Array, bias: jax.Array | None) -> jax.Array:
+    """`hr = h R' + b'`: `(B, H) -> (B, G'*H)`."""
+    hr = h @ kernel
+    return hr if bias is None else hr + bias[None, :]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -83,6 +83,9 @@ class RecurrentDropout(GatedCell):
     def recurrent_kernel(self, params: Any) -> jax.Array:
         return self.cell.recurrent_kernel(params)
 
+    def recurrent_bias(self, params: Any) -> jax.Array | None:
+        return self.cell.recurrent_bias(params)
+
     def gate_params(self, params: Any) -> Any:
         return self.cell.gate_params(params)
 
