@@ -41,3 +41,9 @@ jax.config.update("jax_numpy_dtype_promotion", "standard")
 def pytest_unconfigure(config):
     if _OWN_CACHE:
         shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+
+
+def pytest_collection_modifyitems(items):
+    """The notebook's run, the longest test (a kernel of its own), goes first: under
+    `-n` (work stealing) it then overlaps the rest instead of ending last on a worker."""
+    items.sort(key=lambda item: item.path.name != "test_notebook.py")
