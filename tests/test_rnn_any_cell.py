@@ -44,16 +44,26 @@ def peephole_params(rng):
 def step_ref(step, params, state, x, mask, *, reverse=False, zero_output_for_mask=False):
     """The slow reference: row by row, only the real steps, in processing order, with `step`
     on a batch of one; padded steps output the previous output (zeros before the first real
-    step) or zeros."""
+    step) or zeros.
+
+    `step` is jitted and x and the state are split into rows and steps once, only so that
+    the loop costs one dispatch per step and compiles a few programs (eager, every slice
+    position and step op is a program of its own); the loop and the math are the same."""
     batch, steps = mask.shape
+    step = _jitted(step)
+    x_steps = [[x_t[:, 0] for x_t in jnp.split(row, steps, axis=1)] for row in jnp.split(x, batch)]
+    row_states = [
+        jax.tree.unflatten(jax.tree.structure(state), leaves)
+        for leaves in zip(*(jnp.split(s, batch) for s in jax.tree.leaves(state)), strict=True)
+    ]
     outputs, finals = [], []
     for b in range(batch):
-        row_state = jax.tree.map(lambda s, b=b: s[b : b + 1], state)
+        row_state = row_states[b]
         previous = None
         row = [None] * steps
         for t in range(steps - 1, -1, -1) if reverse else range(steps):
             if mask[b, t]:
-                row_state, y = step(params, row_state, x[b : b + 1, t])
+                row_state, y = step(params, row_state, x_steps[b][t])
                 previous = row[t] = y[0]
             else:
                 row[t] = None if zero_output_for_mask else previous
@@ -64,6 +74,9 @@ def step_ref(step, params, state, x, mask, *, reverse=False, zero_output_for_mas
     stacked = jnp.stack([jnp.stack([zeros if y is None else y for y in row]) for row in outputs])
     final = jax.tree.map(lambda *rows: jnp.concatenate(rows), *finals)
     return stacked, final
+
+
+_jitted = functools.cache(jax.jit)
 
 
 def layout_case(layout, seed=0):

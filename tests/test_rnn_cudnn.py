@@ -36,18 +36,23 @@ def reference_cudnn(x, h0, c0, weights, lengths):
     return jax.tree.map(lambda a: jnp.where(crashed, jnp.nan, a), (y, h_n[0], c_n[0]))
 
 
-@pytest.fixture(params=["lstm_ref", "cudnn"])
-def cudnn(request, monkeypatch):
-    """The cuDNN path on the CPU stand-in, or on real cuDNN where a CUDA GPU is present."""
+@pytest.fixture(scope="module", params=["lstm_ref", "cudnn"])
+def cudnn(request):
+    """The cuDNN path on the CPU stand-in, or on real cuDNN where a CUDA GPU is present.
+
+    Module-scoped: the tests of one implementation run together and share its compiled
+    programs; the caches are cleared only when the implementation changes.
+    """
     if request.param == "cudnn":
         reason = _cudnn.cudnn_unavailable()
         if reason:
             pytest.skip(f"real cuDNN: {reason}")
-    else:
-        monkeypatch.setattr(_cudnn, "cudnn_lstm", reference_cudnn)
-        monkeypatch.setattr(_cudnn, "cudnn_unavailable", lambda: None)
-    jax.clear_caches()  # the jitted path must trace the implementation chosen here
-    yield request.param
+    with pytest.MonkeyPatch.context() as patch:
+        if request.param == "lstm_ref":
+            patch.setattr(_cudnn, "cudnn_lstm", reference_cudnn)
+            patch.setattr(_cudnn, "cudnn_unavailable", lambda: None)
+        jax.clear_caches()  # the jitted path must trace the implementation chosen here
+        yield request.param
     jax.clear_caches()
 
 
