@@ -13,6 +13,7 @@ dtype, at least float32, and the outputs come back in that dtype. `rnn` runs a
 user's cell in the dtypes it is given, integer `x` cast to the state's dtype.
 """
 
+import string
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +42,42 @@ from ._validate import (
 )
 
 Params = Any  # a mapping with keys "kernel", "recurrent_kernel", "bias" (Keras 3 layout)
+
+
+# The Args that `simple_rnn`, `lstm` and `gru` share, one copy each, filled into their
+# docstrings by `_shared_args` (`$inputs`, `$direction`, `$training`).
+_SHARED_ARGS = {
+    "inputs": """\
+x: inputs `(B, T, D)`: floating, or integer / bool (cast to the computation
+            dtype, the params' dtype and at least float32).
+        mask: boolean `(B, T)`, True = real step, False = padding; `None` = all real.
+            Integer masks are rejected (pass `mask.astype(bool)`).""",
+    "direction": """\
+reverse: consume the steps from last to first. Outputs stay aligned with the
+            input positions (Keras `go_backwards` returns them flipped in time).
+        zero_output_for_mask: output zeros at masked steps instead of the previous
+            output (the initial h before any valid step).""",
+    "training": """\
+unroll: `lax.scan` unrolling: `True` (full), `False`, or a number of steps.
+            It changes speed only, never results (unlike Keras `unroll=True`, which
+            ignores `zero_output_for_mask`).
+        dropout: the fraction of input units dropped, in [0, 1): one mask `(B, D)`
+            per sequence, the same at every step, kept units scaled by
+            `1 / (1 - dropout)` (Keras `dropout` in training).
+        recurrent_dropout: the fraction of the units of h dropped where h enters the
+            recurrent matmul (the carried state itself is not dropped), in [0, 1):
+            one mask `(B, H)` per sequence, the same at every step.
+        dropout_key: the `jax.random.key` the masks are drawn from (split in two:
+            inputs, recurrent); required with a nonzero rate, a fresh one per
+            training step. A row's masks do not depend on the padding layout, so
+            pre-, post-padded and gappy rows give the same results.""",
+}
+
+
+def _shared_args(kernel: Callable[..., Any]) -> Callable[..., Any]:
+    """`kernel` with the shared Args (`_SHARED_ARGS`) filled into its docstring."""
+    kernel.__doc__ = string.Template(kernel.__doc__ or "").substitute(_SHARED_ARGS)
+    return kernel
 
 
 def _checked(
@@ -115,6 +152,7 @@ def _gru_cell(
     )
 
 
+@_shared_args
 def simple_rnn(
     params: Params,
     x: Any,
@@ -138,30 +176,12 @@ def simple_rnn(
     Args:
         params: mapping in the Keras 3 layout: `kernel` `(D, H)`, `recurrent_kernel`
             `(H, H)`, `bias` `(H,)` (or `None`). Keras weights drop in unchanged.
-        x: inputs `(B, T, D)`: floating, or integer / bool (cast to the computation
-            dtype, the params' dtype and at least float32).
-        mask: boolean `(B, T)`, True = real step, False = padding; `None` = all real.
-            Integer masks are rejected (pass `mask.astype(bool)`).
+        $inputs
         initial_state: h `(B, H)`; zeros by default.
-        reverse: consume the steps from last to first. Outputs stay aligned with the
-            input positions (Keras `go_backwards` returns them flipped in time).
-        zero_output_for_mask: output zeros at masked steps instead of the previous
-            output (the initial h before any valid step).
+        $direction
         activation: `"tanh"`, `"sigmoid"`, `"hard_sigmoid"`, `"relu"`, `"linear"` or
             a callable.
-        unroll: `lax.scan` unrolling: `True` (full), `False`, or a number of steps.
-            It changes speed only, never results (unlike Keras `unroll=True`, which
-            ignores `zero_output_for_mask`).
-        dropout: the fraction of input units dropped, in [0, 1): one mask `(B, D)`
-            per sequence, the same at every step, kept units scaled by
-            `1 / (1 - dropout)` (Keras `dropout` in training).
-        recurrent_dropout: the fraction of the units of h dropped where h enters the
-            recurrent matmul (the carried state itself is not dropped), in [0, 1):
-            one mask `(B, H)` per sequence, the same at every step.
-        dropout_key: the `jax.random.key` the masks are drawn from (split in two:
-            inputs, recurrent); required with a nonzero rate, a fresh one per
-            training step. A row's masks do not depend on the padding layout, so
-            pre-, post-padded and gappy rows give the same results.
+        $training
 
     Returns:
         `(outputs, h)`: outputs `(B, T, H)` in `x`'s dtype (the computation dtype for
@@ -191,6 +211,7 @@ def simple_rnn(
     )  # fmt: skip
 
 
+@_shared_args
 def lstm(
     params: Params,
     x: Any,
@@ -217,30 +238,12 @@ def lstm(
     Args:
         params: mapping in the Keras 3 layout: `kernel` `(D, 4H)`, `recurrent_kernel`
             `(H, 4H)`, `bias` `(4H,)` (or `None`), gates in the order i, f, c, o.
-        x: inputs `(B, T, D)`: floating, or integer / bool (cast to the computation
-            dtype, the params' dtype and at least float32).
-        mask: boolean `(B, T)`, True = real step, False = padding; `None` = all real.
-            Integer masks are rejected (pass `mask.astype(bool)`).
+        $inputs
         initial_state: the pair `(h, c)`, each `(B, H)`; zeros by default.
-        reverse: consume the steps from last to first. Outputs stay aligned with the
-            input positions (Keras `go_backwards` returns them flipped in time).
-        zero_output_for_mask: output zeros at masked steps instead of the previous
-            output (the initial h before any valid step).
+        $direction
         activation: cell and output activation (Keras name or callable), `"tanh"`.
         recurrent_activation: gate activation (Keras name or callable), `"sigmoid"`.
-        unroll: `lax.scan` unrolling: `True` (full), `False`, or a number of steps.
-            It changes speed only, never results (unlike Keras `unroll=True`, which
-            ignores `zero_output_for_mask`).
-        dropout: the fraction of input units dropped, in [0, 1): one mask `(B, D)`
-            per sequence, the same at every step, kept units scaled by
-            `1 / (1 - dropout)` (Keras `dropout` in training).
-        recurrent_dropout: the fraction of the units of h dropped where h enters the
-            recurrent matmul (the carried state itself is not dropped), in [0, 1):
-            one mask `(B, H)` per sequence, the same at every step.
-        dropout_key: the `jax.random.key` the masks are drawn from (split in two:
-            inputs, recurrent); required with a nonzero rate, a fresh one per
-            training step. A row's masks do not depend on the padding layout, so
-            pre-, post-padded and gappy rows give the same results.
+        $training
         use_cudnn: run on cuDNN (`jax.experimental.rnn`) instead of the masked scan,
             with the same results and masking rules for any mask layout (rows of
             length 0 included). Needs a CUDA GPU, the default activations and float32
@@ -272,6 +275,7 @@ def lstm(
     )  # fmt: skip
 
 
+@_shared_args
 def gru(
     params: Params,
     x: Any,
@@ -300,32 +304,14 @@ def gru(
             `(H, 3H)`, gates in the order z, r, h; `bias` `(2, 3H)` with
             `reset_after=True` (row 0 input bias, row 1 recurrent bias), `(3H,)` with
             `reset_after=False`, or `None`.
-        x: inputs `(B, T, D)`: floating, or integer / bool (cast to the computation
-            dtype, the params' dtype and at least float32).
-        mask: boolean `(B, T)`, True = real step, False = padding; `None` = all real.
-            Integer masks are rejected (pass `mask.astype(bool)`).
+        $inputs
         initial_state: h `(B, H)`; zeros by default.
-        reverse: consume the steps from last to first. Outputs stay aligned with the
-            input positions (Keras `go_backwards` returns them flipped in time).
-        zero_output_for_mask: output zeros at masked steps instead of the previous
-            output (the initial h before any valid step).
+        $direction
         activation: candidate activation (Keras name or callable), `"tanh"`.
         recurrent_activation: gate activation (Keras name or callable), `"sigmoid"`.
         reset_after: apply the reset gate after the recurrent matmul (Keras 3 and
             cuDNN default) or before it.
-        unroll: `lax.scan` unrolling: `True` (full), `False`, or a number of steps.
-            It changes speed only, never results (unlike Keras `unroll=True`, which
-            ignores `zero_output_for_mask`).
-        dropout: the fraction of input units dropped, in [0, 1): one mask `(B, D)`
-            per sequence, the same at every step, kept units scaled by
-            `1 / (1 - dropout)` (Keras `dropout` in training).
-        recurrent_dropout: the fraction of the units of h dropped where h enters the
-            recurrent matmul (the carried state itself is not dropped), in [0, 1):
-            one mask `(B, H)` per sequence, the same at every step.
-        dropout_key: the `jax.random.key` the masks are drawn from (split in two:
-            inputs, recurrent); required with a nonzero rate, a fresh one per
-            training step. A row's masks do not depend on the padding layout, so
-            pre-, post-padded and gappy rows give the same results.
+        $training
 
     Returns:
         `(outputs, h)`: outputs `(B, T, H)` in `x`'s dtype (the computation dtype for
