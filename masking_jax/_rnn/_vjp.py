@@ -1,10 +1,10 @@
 """The compacted masked scan and its custom VJP, over the skipping skeleton (`_skip.py`).
 
 `compacted_scan(cell, ...)` runs rows that are already compacted (each row's real
-steps first, zeros after) for `lengths[b]` steps each;
-a finished row keeps its state. The forward and the backward pass both run
-`_skip.skipping_loop`; what a step keeps and how its gradient is taken is the
-cell's tape:
+steps first, zeros after) for `lengths[b]` steps each; a finished row keeps its
+state. The forward and the backward pass both run `_skip.skipping_loop`. What a
+step keeps (written with its output into one buffer per dtype, `_packing`) and how
+its gradient is taken is the cell's tape:
 
 - `StepTape`, any `Cell`: the forward keeps the state before each step; the
   backward re-runs `jax.vjp` of `cell.step` there and sums the parameter
