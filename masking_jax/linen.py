@@ -17,7 +17,7 @@ boolean `(B, T)`, True = real step, False = padding, passed as `mask=` or carrie
 - `Bidirectional(forward, backward=None, merge_mode="concat")` runs any of those both
   ways; `GlobalAveragePooling1D` and `GlobalMaxPooling1D` pool over the real steps.
 
-This module imports flax (`pip install "masking_jax[nnx]"`); the core of `masking_jax`
+This module imports flax (`pip install "masking_jax[linen]"`); the core of `masking_jax`
 does not.
 """
 
