@@ -3,7 +3,10 @@
 What a user waits for before the first step: `jax.jit(jax.value_and_grad(loss))
 .lower(...).compile()` with respect to the params and x, `loss = sum of outputs at
 real steps` (the forward+backward of `rnn_speed.py`). Every measurement runs in
-its own fresh Python process, so no trace or compile cache is warm. Cases: the
+its own fresh Python process, so no trace or compile cache is warm. Beside the
+seconds it counts the fusion kernels of each compiled program: XLA on CPU compiles
+every kernel separately, so the count tracks compile time without the noise of a
+shared machine. Cases: the
 demo's size and the standard size for each cell, bidirectional LSTM against
 Keras `Bidirectional(LSTM)` and Flax `nn.Bidirectional`, and growth with T and B.
 
@@ -92,8 +95,9 @@ def _bidirectional_apply(library: str, problem: Any) -> tuple[Any, Any]:
     return apply, [jnp.asarray(v.value) for v in layer.trainable_variables]
 
 
-def measure(library: str, case: CompileCase) -> float:
-    """Seconds to trace, lower and compile forward+backward of `case` in `library`."""
+def measure(library: str, case: CompileCase) -> tuple[float, int]:
+    """Seconds to trace, lower and compile forward+backward of `case` in `library`,
+    and the fusion kernels of the compiled program."""
     import jax
 
     from benchmarks.cases import Case, make_problem
@@ -107,29 +111,34 @@ def measure(library: str, case: CompileCase) -> float:
         else:
             peer = {"masking_jax": MaskingJax, "flax": Flax, "keras": Keras}[library]()
             runner = peer.build(problem)
-        return runner.compile_seconds("fwd_bwd")
+        seconds = runner.compile_seconds("fwd_bwd")
+        return seconds, runner.fusion_count("fwd_bwd")
 
 
-def fresh_process(library: str, case: CompileCase) -> float:
+def fresh_process(library: str, case: CompileCase) -> tuple[float, int]:
+    """`measure` in a fresh Python process."""
     command = [sys.executable, __file__, "--child", library, "--cases", case.name]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{library} {case.name} failed:\n{done.stderr[-3000:]}")
-    return float(done.stdout.strip().splitlines()[-1])
+    seconds, kernels = done.stdout.strip().splitlines()[-1].split()
+    return float(seconds), int(kernels)
 
 
-def table(seconds: dict[tuple[str, str], list[float]], cases: list[CompileCase],
-          libraries: list[str]) -> str:
-    """Markdown: median seconds per library and ours / the faster peer's."""
+def table(seconds: dict[tuple[str, str], list[float]], kernels: dict[tuple[str, str], int],
+          cases: list[CompileCase], libraries: list[str]) -> str:
+    """Markdown: median seconds per library, ours / the faster peer's, and kernels."""
     header = "| case | " + " | ".join(f"{name} s" for name in libraries)
-    rows = [header + " | ours / faster peer |", "|---" * (len(libraries) + 2) + "|"]
+    header += " | ours / faster peer | kernels (" + " / ".join(libraries) + ") |"
+    rows = [header, "|---" * (len(libraries) + 3) + "|"]
     for case in cases:
         medians = {lib: statistics.median(seconds[lib, case.name]) for lib in libraries}
         peers = [medians[lib] for lib in libraries if lib != "masking_jax"]
         ratio = (f"{medians['masking_jax'] / min(peers):.2f}x"
                  if peers and "masking_jax" in medians else "-")
         cells = " | ".join(f"{medians[lib]:.2f}" for lib in libraries)
-        rows.append(f"| {case.label} | {cells} | {ratio} |")
+        counts = " / ".join(str(kernels[lib, case.name]) for lib in libraries)
+        rows.append(f"| {case.label} | {cells} | {ratio} | {counts} |")
     return "\n".join(rows)
 
 
@@ -147,19 +156,22 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown --cases {unknown}; choose from {sorted(by_name)}")
     cases = [by_name[n] for n in args.cases.split(",")]
     if args.child:
-        print(measure(args.child, cases[0]))
+        seconds, kernels = measure(args.child, cases[0])
+        print(seconds, kernels)
         return
     libraries = [lib for lib in args.libraries.split(",") if lib]
     if set(libraries) - set(LIBRARIES):
         parser.error(f"--libraries takes {', '.join(LIBRARIES)}; got {args.libraries}")
     seconds: dict[tuple[str, str], list[float]] = {}
+    kernels: dict[tuple[str, str], int] = {}  # the same in every process
     for case in cases:
         for _ in range(args.repeats):  # alternate libraries, so load bursts hit all alike
             for lib in libraries:
-                seconds.setdefault((lib, case.name), []).append(fresh_process(lib, case))
+                took, kernels[lib, case.name] = fresh_process(lib, case)
+                seconds.setdefault((lib, case.name), []).append(took)
         print(case.label, {lib: seconds[lib, case.name] for lib in libraries}, flush=True)
     print(f"\nforward+backward compile seconds, median of {args.repeats} fresh process(es):\n")
-    print(table(seconds, cases, libraries))
+    print(table(seconds, kernels, cases, libraries))
 
 
 if __name__ == "__main__":

@@ -127,6 +127,11 @@ class JaxRunner(Runner):
         self._compiled[mode] = self._fns[mode].lower(*self._args).compile()
         return time.perf_counter() - start
 
+    def fusion_count(self, mode: str) -> int:
+        """Fusion kernels in the optimized program of `mode`: XLA on CPU compiles each
+        one separately, so this is a noise-free proxy for the compile time."""
+        return self._executable(mode).as_text().count(" fusion(")
+
     def forward(self) -> Any:
         return self._executable("fwd")(*self._args)
 
