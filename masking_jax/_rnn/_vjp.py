@@ -177,7 +177,11 @@ def tape_of(cell: Cell) -> type[StepTape] | type[GatedTape]:
 def _forward(
     cell: Cell, unroll: int, params: Any, x_c: Any, lengths: jax.Array, state: Any, *, keep: bool
 ) -> tuple[tuple[jax.Array, Any], Any]:
-    """The compacted forward scan; with `keep`, also what the backward pass needs."""
+    """The compacted forward scan: `((outputs, final_state), tape)`.
+
+    With `keep` the tape is `(packing, buffers)`: every step's output and what the
+    backward pass needs, packed (`_packing`); without it, `None`.
+    """
     tape = tape_of(cell)
     prepared = tape.prepare(cell, params)
     forward_step = functools.partial(tape.forward_step, cell)
@@ -224,8 +228,8 @@ def compacted_scan(
 def _compacted_scan_fwd(
     cell: Cell, unroll: int, params: Any, x_c: jax.Array, lengths: jax.Array, state: Any
 ) -> tuple[tuple[jax.Array, Any], Any]:
-    result, kept = _forward(cell, unroll, params, x_c, lengths, state, keep=True)
-    return result, (params, x_c, lengths, kept)
+    result, tape = _forward(cell, unroll, params, x_c, lengths, state, keep=True)
+    return result, (params, x_c, lengths, tape)  # tape: `(Packing, packed buffers)`
 
 
 def _compacted_scan_bwd(
