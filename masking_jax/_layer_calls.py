@@ -34,6 +34,8 @@ def check_layer_mask(
 
     Raises `TypeError` for a `Masked` passed as a mask and for a non-boolean mask, and
     `ValueError` for a mask that does not match the leading (batch, time) axes of `x`.
+    A pytree of masks (one per leaf of `x`, as a `Masked` of a dict carries) is only
+    checked to be boolean here; `Masked` checks each leaf's fit when it is built.
 
     Examples:
       >>> check_layer_mask(jnp.ones((1, 2), bool), jnp.ones((1, 2, 3))).shape
