@@ -225,7 +225,8 @@ def check_bool(value: Any, name: str) -> bool:
 
 
 def check_param_dtype(dtype: Any, name: str = "param_dtype") -> np.dtype:
-    """A floating dtype for parameters (`jnp.float32`, `"bfloat16"`, ...)."""
+    """`dtype` resolved as a floating dtype for parameters (`jnp.float32`, `"bfloat16"`,
+    ...), or `TypeError` naming `name`."""
     try:  # None would read as numpy's default float64
         resolved = None if dtype is None else jnp.dtype(dtype)
     except TypeError:

@@ -34,6 +34,8 @@ def check_layer_mask(
 
     Raises `TypeError` for a `Masked` passed as a mask and for a non-boolean mask, and
     `ValueError` for a mask that does not match the leading (batch, time) axes of `x`.
+    A pytree of masks (one per leaf of `x`, as a `Masked` of a dict carries) is only
+    checked to be boolean here; `Masked` checks each leaf's fit when it is built.
 
     Examples:
       >>> check_layer_mask(jnp.ones((1, 2), bool), jnp.ones((1, 2, 3))).shape
@@ -128,8 +130,8 @@ def zero_padding(x: jax.Array, mask: jax.Array | None) -> jax.Array:
 
 
 def check_time_axis(x: Any, name: str = "x") -> None:
-    """Raises unless `x` is an array (`TypeError`) with a batch and a time axis `(B, T, ...)`
-    (`ValueError`)."""
+    """Raises unless `x` is an array or nested list (`TypeError`) with a batch and a time
+    axis `(B, T, ...)` (`ValueError`)."""
     if not hasattr(x, "shape") and not isinstance(x, list | tuple):
         raise TypeError(f"`{name}` must be an array (B, T, ...); got {type(x).__name__}.")
     if np.ndim(x) < 2:
@@ -153,7 +155,8 @@ def check_floating(x: Any, name: str = "x") -> jax.Array:
 def step_input_shape(x: Any) -> tuple[int, int]:
     """`(B, D)`, the shape of one step of `x` `(B, T, D)`: what `initialize_carry` takes.
 
-    Raises `ValueError` unless `x` is 3-D, `TypeError` unless it is floating.
+    Raises `ValueError` unless `x` is 3-D, `TypeError` unless it is real (floating,
+    integer or bool; the kernels cast integers and bools).
 
     Examples:
       >>> step_input_shape(jnp.ones((2, 5, 3)))

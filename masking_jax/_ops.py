@@ -78,8 +78,9 @@ def masked_sum(x: Any, mask: Any, axis: Axis = 1, keepdims: bool = False) -> jax
       keepdims: keep the reduced axes with size 1.
 
     Returns:
-      `(B, D)` for `(B, T, D)` data and `axis=1`, in x's dtype: integer sums wrap on
-      overflow as `jnp.sum` does (numpy would widen to int64); cast first if they may.
+      `(B, D)` for `(B, T, D)` data and `axis=1`, in the dtype `jnp.sum` gives (x's;
+      int32 / uint32 for narrower integers and bools): integer sums wrap on overflow
+      (numpy would widen to int64); cast first if they may.
 
     Examples:
       >>> masked_sum(jnp.array([[1.0, 2.0, jnp.nan]]), jnp.array([[True, True, False]]))

@@ -285,7 +285,7 @@ class Bidirectional(nn.Module):
         sequences = self.forward.return_sequences
         if sequences and mask is not None:  # Keras' Bidirectional: zeros at padded steps
             real = jnp.asarray(mask)[:, :, None]
-            y_f, y_b = (jnp.where(real, y, 0).astype(y.dtype) for y in (y_f, y_b))
+            y_f, y_b = (jnp.where(real, y, 0) for y in (y_f, y_b))  # 0 is weak: y's dtype
         y = merge_outputs(self.merge_mode, y_f, y_b)
         if sequences and was_masked:
             y = Masked(y, mask if self.merge_mode else (mask, mask))
