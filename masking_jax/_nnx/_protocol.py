@@ -10,8 +10,7 @@ from typing import Any
 
 from flax import nnx
 
-from .._layer_calls import split_masked as split_masked
-from .._layer_calls import unpack as unpack
+from .._layer_calls import split_masked
 from .._masks import Masked
 
 #: Flax modules that act on each step alone, so they pass the mask on unchanged.

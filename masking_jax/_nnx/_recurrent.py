@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from .._checks import check_choice
+from .._layer_calls import unpack
 from .._layer_docs import CELL_DOCS, RNN_OPTIONS, describe
 from .._masks import Masked
 from .._rnn._activations import get_activation
@@ -28,7 +29,6 @@ from ._arguments import (
     check_size,
     check_unroll,
 )
-from ._protocol import unpack
 from ._rnn_options import (
     carried_state,
     dropout_kwargs,

@@ -14,7 +14,7 @@ import numpy as np
 from flax import nnx
 
 from .._checks import check_axis, check_int
-from .._layer_calls import check_floating, check_time_axis, pool_over_time, time_mask
+from .._layer_calls import check_floating, check_time_axis, pool_over_time, time_mask, unpack
 from .._masks import Masked, concat_time, split_time
 from .._ops import masked_softmax
 from ._arguments import (
@@ -22,7 +22,6 @@ from ._arguments import (
     check_signed_int,
     check_size,
 )
-from ._protocol import unpack
 
 
 class _GlobalPooling1D(nnx.Module):
