@@ -153,7 +153,8 @@ def check_floating(x: Any, name: str = "x") -> jax.Array:
 def step_input_shape(x: Any) -> tuple[int, int]:
     """`(B, D)`, the shape of one step of `x` `(B, T, D)`: what `initialize_carry` takes.
 
-    Raises `ValueError` unless `x` is 3-D, `TypeError` unless it is floating.
+    Raises `ValueError` unless `x` is 3-D, `TypeError` unless it is real (floating,
+    integer or bool).
 
     Examples:
       >>> step_input_shape(jnp.ones((2, 5, 3)))
