@@ -2,8 +2,9 @@
 
 Modules, one job each:
 
-- `_protocol`: the mask protocol (`call_with_mask`, `POSITIONWISE_MODULES`), the
-  `Masked`-input helper every layer uses, and `Sequential`, which threads masks.
+- `_protocol`: the mask protocol (`call_with_mask`, `POSITIONWISE_MODULES`) and
+  `Sequential`, which threads masks. The `Masked`-input helpers every layer uses
+  (`split_masked`, `unpack`) live in `masking_jax._layer_calls`, shared with Linen.
 - `_mask_wrappers`: `PassMask` and `DropMask`, which declare what a module that knows
   nothing of masks does with one.
 - `_arguments`: the argument checks of these layers, on top of `masking_jax._checks`.

@@ -8,7 +8,6 @@ import dataclasses
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from .._layer_calls import run_cell_layer, step_input_shape, unpack
@@ -17,6 +16,7 @@ from ._rnn_options import (
     carried_state,
     dropout_kwargs,
     dropout_options,
+    forget_state,
     keep_state,
     stateful_option,
 )
@@ -138,8 +138,8 @@ class RNN(nnx.Module):
 
     def __call__(self, x: Any, mask: Any = None, *, initial_carry: Any = None) -> Any:
         x, mask, was_masked = unpack(x, mask)
-        if initial_carry is None and self.stateful and jnp.ndim(x) == 3:
-            initial_carry = carried_state(self, jnp.shape(x)[0])
+        if initial_carry is None:
+            initial_carry = carried_state(self, x)
         if initial_carry is None:
             initial_carry = self.initialize_carry(*step_input_shape(x))
         in_features = getattr(self.cell, "in_features", None)
@@ -150,14 +150,12 @@ class RNN(nnx.Module):
             self, _CellStep(graphdef), state, x, mask, initial_carry, was_masked,
             **dropout_kwargs(self),
         )  # fmt: skip
-        if self.stateful:
-            keep_state(self, carry)
+        keep_state(self, carry)
         return (y, carry) if self.return_state else y
 
     def reset_state(self) -> None:
         """Forgets the kept carry: the next call starts from the initial one, any batch size."""
-        if self.stateful:
-            self.states.set_value(None)
+        forget_state(self)
 
     def compute_mask(self, x: Any, mask: Any = None) -> Any:
         """The mask of the main output: `mask` with `return_sequences`, else `None`."""

@@ -25,7 +25,7 @@ from .._checks import (
     check_rank,
     check_rate,
 )
-from .._layer_calls import check_floating, check_layer_mask, check_time_axis
+from .._layer_calls import check_floating, check_layer_mask, check_time_axis, time_mask, unpack
 from .._rnn._validate import check_unroll
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "check_param_dtype",
     "check_rate",
     "check_rngs",
+    "check_sequence_input",
     "check_sequences",
     "check_signed_int",
     "check_size",
@@ -119,3 +120,24 @@ def check_sequences(
     check_rank(x, name, 3, "(B, T, D): batch, time, features")
     check_features(x, in_features, layer, name, option)
     return x
+
+
+def check_sequence_input(
+    x: Any,
+    mask: Any,
+    in_features: int,
+    layer: Any,
+    name: str = "x",
+    mask_name: str = "mask",
+    option: str = "in_features",
+) -> tuple[jax.Array, jax.Array | None, bool]:
+    """`(x, mask, was_masked)`: one `(B, T, D)` input (or a `Masked`) and its mask, checked.
+
+    `x` as `check_sequences` returns it; the mask bool `(B, T)` (a `(B, 1)` one broadcast),
+    or `None`; errors name `name` and `mask_name` (`name.mask` for a `Masked` input).
+    """
+    x, mask, was_masked = unpack(x, mask, name, mask_name)
+    x = check_sequences(x, in_features, layer, name, option)
+    if mask is not None:
+        mask = time_mask(mask, x, f"{name}.mask" if was_masked else mask_name)
+    return x, mask, was_masked

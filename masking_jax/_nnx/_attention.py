@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from .._layer_calls import time_mask, unpack, zero_padding
+from .._layer_calls import zero_padding
 from .._masks import Masked, attention_mask
 from ._arguments import (
     check_bool,
@@ -18,7 +18,7 @@ from ._arguments import (
     check_param_dtype,
     check_rate,
     check_rngs,
-    check_sequences,
+    check_sequence_input,
     check_size,
 )
 
@@ -140,12 +140,10 @@ class MultiHeadAttention(nnx.Module):
 
     def _input(self, x: Any, mask: Any, name: str, mask_name: str, option: str):
         """One input `(B, T, D)` as floats, its mask broadcast to `(B, T)` (or None)."""
-        x, mask, was_masked = unpack(x, mask, name, mask_name)
-        x = check_sequences(x, getattr(self.attention, option), self, name, option)
-        x = x.astype(jnp.promote_types(x.dtype, self.attention.param_dtype))
-        if mask is not None:
-            mask = time_mask(mask, x, f"{name}.mask" if was_masked else mask_name)
-        return x, mask, was_masked
+        x, mask, was_masked = check_sequence_input(
+            x, mask, getattr(self.attention, option), self, name, mask_name, option
+        )
+        return x.astype(jnp.promote_types(x.dtype, self.attention.param_dtype)), mask, was_masked
 
     def _attention_mask(self, q, q_mask, kv, kv_mask) -> jax.Array | None:
         """bool `(B, 1, T, S)` from the padding masks and `causal`; `None` if all is allowed."""

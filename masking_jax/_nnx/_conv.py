@@ -11,9 +11,15 @@ import jax.numpy as jnp
 from flax import nnx
 
 from .._checks import check_choice
-from .._layer_calls import time_mask, unpack, zero_padding
+from .._layer_calls import zero_padding
 from .._masks import Masked, window_mask
-from ._arguments import check_bool, check_param_dtype, check_rngs, check_sequences, check_size
+from ._arguments import (
+    check_bool,
+    check_param_dtype,
+    check_rngs,
+    check_sequence_input,
+    check_size,
+)
 
 PADDINGS = ("valid", "same", "causal")
 
@@ -114,11 +120,7 @@ class Conv1D(nnx.Module):
 
     def _inputs(self, x: Any, mask: Any) -> tuple[jax.Array, jax.Array | None, bool]:
         """`(x, mask, was_masked)`: `x` checked `(B, T, D)`, the mask broadcast to `(B, T)`."""
-        x, mask, was_masked = unpack(x, mask)
-        x = check_sequences(x, self.in_features, self)
-        if mask is not None:
-            mask = time_mask(mask, x, "x.mask" if was_masked else "mask")
-        return x, mask, was_masked
+        return check_sequence_input(x, mask, self.in_features, self)
 
     def _output_mask(self, mask: jax.Array | None) -> jax.Array | None:
         if mask is None:

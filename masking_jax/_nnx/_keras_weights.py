@@ -43,15 +43,18 @@ def _to_numpy(value: Any) -> np.ndarray:
     return np.asarray(getattr(value, "value", value))
 
 
-def _assign(module: Any, name: str, value: Any, owner: str) -> None:
+def _assign(
+    module: Any, name: str, value: Any, owner: str, presence: str = "match `use_bias`"
+) -> None:
+    """Copies the Keras weight `value` into `module.<name>`; `presence` says how to make
+    a weight present on both sides or on neither."""
     param = getattr(module, name, None)
     if value is None and param is None:
         return
     if (value is None) != (param is None):
         raise ValueError(
             f"`keras_layer` ({owner}) {'has no' if value is None else 'has a'} `{name}` but "
-            f"`module.{name}` is {'present' if value is None else 'absent'}; match `use_bias`"
-            " (Keras BatchNormalization: `center` and `scale` must be True)."
+            f"`module.{name}` is {'present' if value is None else 'absent'}; {presence}."
         )
     value = _to_numpy(value)
     if value.shape != param.shape:
@@ -161,7 +164,8 @@ def load_keras_weights(module: Any, keras_layer: Any) -> Any:
         _assign(module, "bias", keras_layer.bias, owner)
     elif isinstance(keras_layer, kl.BatchNormalization):
         for name in ("gamma", "beta", "moving_mean", "moving_variance"):
-            _assign(module, name, getattr(keras_layer, name), owner)
+            _assign(module, name, getattr(keras_layer, name), owner,
+                    "BatchNorm always has it: build the Keras layer with center=True, scale=True")
     elif isinstance(keras_layer, kl.MultiHeadAttention):
         for theirs, ours in _ATTENTION_PROJECTIONS:
             projection = getattr(keras_layer, theirs)

@@ -15,8 +15,9 @@ from typing import Any
 
 from flax import nnx
 
+from .._layer_calls import split_masked
 from .._masks import Masked
-from ._protocol import _takes_mask, split_masked
+from ._protocol import _takes_mask
 
 
 class _MaskDeclaration(nnx.Module):

@@ -10,8 +10,7 @@ from typing import Any
 
 from flax import nnx
 
-from .._layer_calls import split_masked as split_masked
-from .._layer_calls import unpack as unpack
+from .._layer_calls import split_masked
 from .._masks import Masked
 
 #: Flax modules that act on each step alone, so they pass the mask on unchanged.
@@ -135,8 +134,9 @@ def call_with_mask(layer: Callable[..., Any], x: Any, mask: Any = None) -> tuple
       Traceback (most recent call last):
       TypeError: `layer` (Conv) got a mask but does not say what to do with it: ...
     """
-    data, checked, _ = split_masked(x, mask)
-    return apply_layer(layer, data, checked if isinstance(x, Masked) else mask, "layer")
+    data, checked, was_masked = split_masked(x, mask)
+    # A mask passed on comes back as the caller gave it (the Masked's, checked, else theirs).
+    return apply_layer(layer, data, checked if was_masked else mask, "layer")
 
 
 def _check_single_output(layer: Any, name: str) -> None:

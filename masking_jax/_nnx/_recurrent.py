@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from .._checks import check_choice
+from .._layer_calls import unpack
 from .._layer_docs import CELL_DOCS, RNN_OPTIONS, describe
 from .._masks import Masked
 from .._rnn._activations import get_activation
@@ -28,11 +29,11 @@ from ._arguments import (
     check_size,
     check_unroll,
 )
-from ._protocol import unpack
 from ._rnn_options import (
     carried_state,
     dropout_kwargs,
     dropout_options,
+    forget_state,
     keep_state,
     stateful_option,
 )
@@ -136,8 +137,8 @@ class _RNN(nnx.Module):
         Draws this call's dropout masks unless `deterministic`; a stateful layer starts
         from the state it keeps (unless `initial_state` is given) and keeps the new one.
         """
-        if self.stateful and initial_state is None and jnp.ndim(x) == 3:
-            initial_state = carried_state(self, jnp.shape(x)[0])
+        if initial_state is None:
+            initial_state = carried_state(self, x)
         outputs, state = type(self)._kernel(
             self._params(),
             x,
@@ -149,14 +150,12 @@ class _RNN(nnx.Module):
             **self.cell_options,
             **dropout_kwargs(self),
         )
-        if self.stateful:
-            keep_state(self, state)
+        keep_state(self, state)
         return outputs, self._as_tuple(state)
 
     def reset_state(self) -> None:
         """Forgets the kept state: the next call starts from zeros, with any batch size."""
-        if self.stateful:
-            self.states.set_value(None)
+        forget_state(self)
 
     def _as_tuple(self, state: Any) -> tuple[jax.Array, ...]:
         return tuple(state) if self._num_states == 2 else (state,)

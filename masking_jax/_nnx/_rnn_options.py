@@ -6,8 +6,8 @@
 - `stateful_option`: the `stateful` flag and the variable it needs.
 - `RecurrentState`: the `nnx.Variable` kind that holds the final state of a
   stateful layer between calls (not an `nnx.Param`, so optimizers built with
-  `wrt=nnx.Param` leave it alone), and `carried_state` / `keep_state` that read
-  and write it.
+  `wrt=nnx.Param` leave it alone), and `carried_state` / `keep_state` /
+  `forget_state` that read, write and clear it.
 
 Shape legend: B batch, H hidden units.
 """
@@ -15,6 +15,7 @@ Shape legend: B batch, H hidden units.
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from ._arguments import check_bool, check_rate, check_rngs
@@ -76,15 +77,19 @@ def dropout_kwargs(layer: Any) -> dict[str, Any]:
     return kwargs
 
 
-def carried_state(layer: Any, batch: int) -> Any:
-    """The state a stateful layer starts this call from, `None` for the default.
+def carried_state(layer: Any, x: Any) -> Any:
+    """The state a layer starts this call on `x` `(B, T, D)` from, `None` for the default.
 
-    Raises `ValueError` when it holds the state of a batch of another size.
+    `None` unless the layer is stateful and holds a state (and `x` is 3-D: a wrong rank
+    is the kernel's to report). Raises `ValueError` when the state is that of a batch of
+    another size.
     """
+    if not layer.stateful or jnp.ndim(x) != 3:
+        return None
     state = layer.states.get_value()
     if state is None:
         return None
-    held = jax.tree.leaves(state)[0].shape[0]
+    held, batch = jax.tree.leaves(state)[0].shape[0], jnp.shape(x)[0]
     if held != batch:
         raise ValueError(
             f"This stateful {type(layer).__name__} holds the state of a batch of {held} rows; "
@@ -95,5 +100,13 @@ def carried_state(layer: Any, batch: int) -> Any:
 
 
 def keep_state(layer: Any, state: Any) -> None:
-    """Stores `state` for the next call (no gradient flows back through it, as in Keras)."""
-    layer.states.set_value(jax.tree.map(jax.lax.stop_gradient, state))
+    """Stores `state` for the next call of a stateful layer (no gradient flows back
+    through it, as in Keras); does nothing for a layer that is not stateful."""
+    if layer.stateful:
+        layer.states.set_value(jax.tree.map(jax.lax.stop_gradient, state))
+
+
+def forget_state(layer: Any) -> None:
+    """Forgets the state a stateful layer keeps: its next call starts afresh."""
+    if layer.stateful:
+        layer.states.set_value(None)

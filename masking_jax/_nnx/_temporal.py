@@ -14,7 +14,7 @@ import numpy as np
 from flax import nnx
 
 from .._checks import check_axis, check_int
-from .._layer_calls import check_floating, check_time_axis, pool_over_time, time_mask
+from .._layer_calls import check_floating, check_time_axis, pool_over_time, time_mask, unpack
 from .._masks import Masked, concat_time, split_time
 from .._ops import masked_softmax
 from ._arguments import (
@@ -22,7 +22,6 @@ from ._arguments import (
     check_signed_int,
     check_size,
 )
-from ._protocol import unpack
 
 
 class _GlobalPooling1D(nnx.Module):
@@ -135,9 +134,13 @@ class TemporalSplit(nnx.Module):
         x, mask, was_masked = unpack(x, mask)
         x = self._check_x(x)
         if mask is None:
-            return tuple(jnp.split(x, self._sections(), axis=1))
-        parts = split_time(Masked(x, time_mask(mask, x)), self._sections())
+            return tuple(jnp.split(x, self.indices_or_sections, axis=1))
+        parts = self._split(x, mask)
         return tuple(parts) if was_masked else tuple(p.data for p in parts)
+
+    def _split(self, x: jax.Array, mask: jax.Array) -> list[Masked]:
+        """The `Masked` parts of `x` and its mask, broadcast to `(B, T)`."""
+        return split_time(Masked(x, time_mask(mask, x)), self.indices_or_sections)
 
     def _check_x(self, x: Any) -> jax.Array:
         """`x` as an array whose time axis the sections fit."""
@@ -157,16 +160,11 @@ class TemporalSplit(nnx.Module):
             )
         return x
 
-    def _sections(self) -> Any:
-        s = self.indices_or_sections
-        return s if isinstance(s, int) else list(s)
-
     def compute_mask(self, x: Any, mask: Any = None) -> tuple[jax.Array, ...] | None:
         x, mask, _ = unpack(x, mask)
         if mask is None:
             return None
-        x = self._check_x(x)
-        return tuple(p.mask for p in split_time(Masked(x, time_mask(mask, x)), self._sections()))
+        return tuple(p.mask for p in self._split(self._check_x(x), mask))
 
 
 def _check_sections(value: Any) -> int | tuple[int, ...]:
