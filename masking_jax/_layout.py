@@ -1,9 +1,10 @@
 """Any mask layout becomes post-padding, and back: the one home of compaction.
 
-Every RNN path (the scan, cuDNN) and the `compact` / `uncompact` / `reverse_valid`
-transforms run on compacted rows: each row's real steps moved to the front, in
-processing order (last to first with `reverse=True`), padding after. Post-,
-pre-padded and gappy masks then run the same post-padded loop.
+cuDNN (which takes right-padded rows only) and the `compact` / `uncompact` /
+`reverse_valid` transforms run on compacted rows: each row's real steps moved to
+the front, in processing order (last to first with `reverse=True`), padding
+after. Post-, pre-padded and gappy masks then run the same post-padded loop. (The
+scan needs none of this: it runs every layout in place, `_rnn/_driver.py`.)
 
 Shape legend: B batch, T time steps, D features, H hidden units. A mask is bool
 `(B, T)`, True = real step, False = padding.
@@ -52,29 +53,25 @@ def compaction(mask: jax.Array, *, reverse: bool = False) -> Compaction:
     return Compaction(dest, lengths, count)
 
 
-def compacted_inputs(
-    x: jax.Array, compacted: Compaction, *, time_major: bool = False
-) -> jax.Array:
+def compacted_inputs(x: jax.Array, compacted: Compaction) -> jax.Array:
     """`x` `(B, T, ...)` with each row's real steps first and zeros after.
 
-    With `time_major` the result is `(T, B, ...)`. Zero-filling the padding means
-    whatever it held (NaN, inf) never enters a step.
+    Zero-filling the padding means whatever it held (NaN, inf) never enters a step.
     """
     batch, steps = x.shape[:2]
     real = compacted.dest < compacted.lengths[:, None]  # (B, T)
     values = jnp.where(real.reshape(real.shape + (1,) * (x.ndim - 2)), x, 0)
     # One flat index per step (not an index pair): no index building around the scatter.
-    flat = _flat_index(compacted.dest, steps, time_major=time_major).reshape(-1)
+    flat = _flat_index(compacted.dest, steps).reshape(-1)
     out = jnp.zeros((batch * steps, *x.shape[2:]), x.dtype)
     out = out.at[flat].add(values.reshape(flat.shape + x.shape[2:]), unique_indices=True)
-    return out.reshape(*((steps, batch) if time_major else (batch, steps)), *x.shape[2:])
+    return out.reshape(batch, steps, *x.shape[2:])
 
 
-def _flat_index(step: jax.Array, steps: int, *, time_major: bool) -> jax.Array:
-    """int32 `(B, T')`: where `(b, step[b, t])` is in a flattened `(B, steps)` or `(steps, B)`."""
-    batch = step.shape[0]
-    rows = jnp.arange(batch, dtype=jnp.int32)[:, None]
-    return step * batch + rows if time_major else rows * steps + step
+def _flat_index(step: jax.Array, steps: int) -> jax.Array:
+    """int32 `(B, T')`: where `(b, step[b, t])` is in a flattened `(B, steps)`."""
+    rows = jnp.arange(step.shape[0], dtype=jnp.int32)[:, None]
+    return rows * steps + step
 
 
 def valid_first_order(mask: jax.Array) -> jax.Array:
@@ -102,7 +99,6 @@ def outputs_at_inputs(
     initial_output: jax.Array,
     *,
     zero_output_for_mask: bool,
-    time_major: bool = False,
 ) -> jax.Array:
     """The outputs `(B, T, H)` at input positions from the compacted ones.
 
@@ -111,17 +107,16 @@ def outputs_at_inputs(
     with `zero_output_for_mask`.
 
     Args:
-        compacted_outputs: `(B, T, H)`, or `(T, B, H)` with `time_major`.
+        compacted_outputs: `(B, T, H)`.
         mask: bool `(B, T)`, True = real step.
         compacted: the `Compaction` of `mask`.
         initial_output: `(B, H)`.
         zero_output_for_mask: zeros at padded steps.
-        time_major: `compacted_outputs` is time-major.
     """
     index = jnp.maximum(compacted.count - 1, 0)
-    steps = compacted_outputs.shape[0 if time_major else 1]
+    steps = compacted_outputs.shape[1]
     flat = compacted_outputs.reshape(-1, *compacted_outputs.shape[2:])
-    picked = flat[_flat_index(index, steps, time_major=time_major)]
+    picked = flat[_flat_index(index, steps)]
     if zero_output_for_mask:
         return jnp.where(mask[:, :, None], picked, 0)
     return jnp.where((compacted.count > 0)[:, :, None], picked, initial_output[:, None, :])

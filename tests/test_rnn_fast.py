@@ -1,7 +1,7 @@
-"""The fast path of the RNN kernels: compaction of any mask layout (`masking_jax/_layout.py`),
-chunk and row skipping (`_rnn/_skip.py`) and the custom VJP (`_rnn/_vjp.py`), against the plain
-driver (autodiff through a `lax.scan` over every step) and the slow reference, in values and
-gradients wrt x, params and the initial state."""
+"""The fast path of the RNN kernels: chunk skipping (`_rnn/_skip.py`) and the custom VJP
+(`_rnn/_vjp.py`) over any mask layout, against the plain driver (autodiff through a `lax.scan`
+over every step) and the slow reference, in values and gradients wrt x, params and the initial
+state; and the compaction of any mask layout (`masking_jax/_layout.py`) that cuDNN runs on."""
 
 import functools
 
@@ -17,6 +17,7 @@ import masking_jax as mj
 from masking_jax import _layout
 from masking_jax._rnn import _driver, _packing, _skip
 from masking_jax._rnn._cells import GRUCell, LSTMCell, SimpleRNNCell
+from masking_jax._rnn._contract import StepCell
 
 CELLS = {
     "simple_rnn": SimpleRNNCell(jnp.tanh),
@@ -24,6 +25,9 @@ CELLS = {
     "gru": GRUCell(jnp.tanh, jax.nn.sigmoid),
     "gru_reset_before": GRUCell(jnp.tanh, jax.nn.sigmoid, reset_after=False),
 }
+# The LSTM's step as any cell: the scan carries the last output (zeros before the first real
+# step) instead of reading it off the held state, and takes gradients by `jax.vjp` per step.
+CELLS["lstm_step_cell"] = StepCell(CELLS["lstm"].step)
 D, H = 3, 4
 CHUNK = _skip.CHUNK
 
@@ -61,7 +65,7 @@ def run_fast(cell, params, x, mask, state, *, reverse, zero_output_for_mask, unr
 
 def case(cell, mask, seed=0):
     rng = np.random.default_rng(seed)
-    name = "gru" if cell.startswith("gru") else cell
+    name = next(name for name in ("simple_rnn", "lstm", "gru") if cell.startswith(name))
     params = random_params(name, rng, D, H, reset_after=cell != "gru_reset_before")
     x = padded_inputs(rng, mask, D, np.nan)
     state = random_state(name, rng, mask.shape[0], H)
@@ -116,10 +120,11 @@ def test_chunking_policy():
 
 
 @pytest.mark.parametrize("reverse", [False, True])
-def test_each_chunk_that_holds_a_running_row_runs_once_in_time_order(reverse):
-    lengths = jnp.array(BOUNDARY_LENGTHS[:10])  # the longest row runs into the last chunk
-    lengths = jnp.minimum(lengths, 3 * CHUNK)  # now it ends in chunk 3 of 5: chunk 4 is skipped
+def test_each_chunk_that_holds_a_real_step_runs_once_in_time_order(reverse):
     n_chunks, chunk = _skip.chunking(STEPS)
+    real = np.zeros((n_chunks * chunk, 6), bool)
+    real[3, 0] = real[2 * chunk + 1, 4] = True  # chunks 0 and 2 hold a real step: 1, 3, 4 do not
+    real[3 * chunk - 1, 5] = True
 
     def chunk_fn(start, carry):
         seen, order = carry
@@ -127,12 +132,10 @@ def test_each_chunk_that_holds_a_running_row_runs_once_in_time_order(reverse):
         return seen.at[i].add(1), order.at[i].set(order.max() + 1)
 
     seen, order = _skip.skipping_loop(
-        chunk_fn, (jnp.zeros(n_chunks, int), jnp.zeros(n_chunks, int)), lengths, n_chunks, chunk,
+        chunk_fn, (jnp.zeros(n_chunks, int), jnp.zeros(n_chunks, int)), jnp.asarray(real), chunk,
         reverse=reverse,
     )  # fmt: skip
-    running = [bool((np.asarray(lengths) > i * chunk).any()) for i in range(n_chunks)]
-    assert running == [True, True, True, False, False]
-    np.testing.assert_array_equal(np.asarray(seen), np.asarray(running, int))
+    np.testing.assert_array_equal(np.asarray(seen), [1, 0, 1, 0, 0])
     ran = [int(o) for o in order if o > 0]
     assert ran == (sorted(ran, reverse=True) if reverse else sorted(ran))  # in time order
 
@@ -161,10 +164,6 @@ def test_compaction(layout, reverse):
         real = real[::-1] if reverse else real
         np.testing.assert_array_equal(packed[b, : len(real)], x[b, real])
         assert (packed[b, len(real) :] == 0).all()
-    time_major = _layout.compacted_inputs(
-        jnp.asarray(x), _layout.compaction(jnp.asarray(mask), reverse=reverse), time_major=True
-    )
-    np.testing.assert_array_equal(np.asarray(time_major), packed.swapaxes(0, 1))
 
 
 @pytest.mark.parametrize("cell", list(CELLS))
@@ -207,35 +206,33 @@ def test_reverse_over_reverse_through_skipped_chunks_matches_the_plain_scan():
     assert_close(grad_norm(run_fast), grad_norm(run_cell_plain), rtol=1e-3, atol=1e-3)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_global_maxlen_padding_is_skipped_exactly(cell):
-    """Data padded far past the longest row (every later chunk skipped) equals the same data
-    cut to the longest row, and the reference, forward and backward."""
+@pytest.mark.parametrize(("cell", "layout", "reverse"), [
+    ("lstm", "post", False), ("gru", "pre", True), ("lstm_step_cell", "post", True),
+    ("simple_rnn", "pre", False), ("lstm_step_cell", "pre", False),
+])  # fmt: skip
+def test_global_maxlen_padding_is_skipped_exactly(cell, layout, reverse):
+    """Data padded far past the longest row (later or earlier chunks skipped) equals the plain
+    scan, forward and backward, with every output in the loss: a skipped chunk outputs what
+    came before it, and its outputs' cotangents flow back there. Its real part equals the same
+    data cut to the longest row."""
     rng = np.random.default_rng(3)
     lengths = rng.integers(0, 2 * CHUNK + 1, size=12)
     lengths[0] = 2 * CHUNK
-    long_mask = lengths_mask(lengths, 8 * CHUNK, "post", rng)
+    long_mask = lengths_mask(lengths, 8 * CHUNK, layout, rng)
     params, x, state = case(cell, long_mask)
-    cut = 2 * CHUNK
-
-    @jax.jit
-    @functools.partial(jax.value_and_grad, argnums=(0, 1, 2))
-    def loss(params, x, state, mask):
-        outputs, final = run_fast(
-            CELLS[cell], params, x, mask, state, reverse=False, zero_output_for_mask=False,
-            unroll=1,
-        )  # fmt: skip
-        return jnp.sum(jnp.sin(outputs[:, :cut])) + jnp.sum(jax.tree.leaves(final)[-1] ** 2)
-
-    params = jax.tree.map(jnp.asarray, params)
-    got = loss(params, x, state, long_mask)
-    short = loss(params, x[:, :cut], state, long_mask[:, :cut])
-    assert_close((got[0], got[1][0], got[1][2]), (short[0], short[1][0], short[1][2]))
-    assert_close(np.asarray(got[1][1])[:, :cut], short[1][1])
-    assert (np.asarray(got[1][1])[:, cut:] == 0).all()
-    outputs, final = run(run_fast, cell, params, x, long_mask, state)
-    ref = rnn_ref(cell, params, x, long_mask, initial_state=state)
-    assert_close((outputs, final), ref, rtol=1e-5, atol=1e-5)
+    options = {"reverse": reverse}
+    (fast, outputs), (plain, plain_outputs) = loss_grads_and_outputs(
+        [(run_fast, options), (run_cell_plain, options)], cell, params, x, long_mask, state
+    )
+    assert_close(fast, plain)
+    assert_close(outputs, plain_outputs)
+    outputs, final = run(run_fast, cell, params, x, long_mask, state, reverse=reverse)
+    cut = slice(0, 2 * CHUNK) if layout == "post" else slice(6 * CHUNK, None)
+    short = run(run_fast, cell, params, x[:, cut], long_mask[:, cut], state, reverse=reverse)
+    assert_close((outputs[:, cut], final), short)
+    if (cell, layout, reverse) == ("lstm", "post", False):
+        ref = rnn_ref(cell, params, x, long_mask, initial_state=state)
+        assert_close((outputs, final), ref, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

@@ -38,7 +38,7 @@ class RNN(nn.Module):
     module applies the other's. Where `nn.RNN` takes right padding only (`seq_lengths`),
     steps through every padded step and leaves its outputs there as they come, this
     layer takes a mask of any layout (post-, pre-padded, holes): padded steps are
-    skipped (the carry is kept; padding past the batch's longest row costs almost
+    skipped (the carry is kept; steps that are padding in every row cost almost
     nothing), their output is the previous output (zeros before the first real
     step) or zeros, and whatever the padding holds (NaN included) reaches neither the
     outputs nor the gradients. At real steps the outputs, and the final carry, equal

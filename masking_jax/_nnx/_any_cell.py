@@ -41,8 +41,8 @@ class RNN(nnx.Module):
 
     Where `nnx.RNN(cell)` takes right padding only (`seq_lengths`) and leaves the
     outputs at padded steps as they come, this layer takes a mask of any layout
-    (post-, pre-padded, holes): padded steps are skipped (the carry is kept; padding
-    past the batch's longest row costs almost nothing), their output is the
+    (post-, pre-padded, holes): padded steps are skipped (the carry is kept; steps
+    that are padding in every row cost almost nothing), their output is the
     previous output (zeros before the first real step) or zeros, and whatever the
     padding holds (NaN included) reaches neither the outputs nor the gradients.
     At real steps the outputs, and the final carry, equal `nnx.RNN(cell)(x,

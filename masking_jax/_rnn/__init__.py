@@ -1,6 +1,7 @@
 """Masked recurrent kernels: any cell, and SimpleRNN, LSTM, GRU in the Keras 3 layout.
 
-Modules, one job each (the compaction of any mask layout lives in `masking_jax/_layout.py`):
+Modules, one job each (the compaction of any mask layout, for cuDNN, lives in
+`masking_jax/_layout.py`):
 
 - `_contract`: the cell contract (`Cell`, `GatedCell`) and `StepCell`, a user's step.
 - `_cells`: SimpleRNN, LSTM, GRU as `GatedCell`s, with their Keras weight layout.
@@ -8,9 +9,9 @@ Modules, one job each (the compaction of any mask layout lives in `masking_jax/_
 - `_dropout`: input and recurrent dropout, one mask per sequence (`RecurrentDropout`).
 - `_skip`: the chunked skipping skeleton that the forward and the backward pass share.
 - `_packing`: a step's pytree as one array per dtype, for the scan's buffers.
-- `_vjp`: the compacted scan and its custom VJP, per cell kind (its "tape").
-- `_driver`: `run`, the whole kernel after argument checks: compaction, the scan,
-  outputs back at input positions.
+- `_vjp`: the masked scan and its custom VJP, per cell kind (its "tape").
+- `_driver`: `run`, the whole kernel after argument checks: inputs time-major, the
+  scan, the outputs of skipped chunks filled in.
 - `_cudnn`: the LSTM on cuDNN with the same masking rules (`use_cudnn=True`).
 - `_validate`: argument checks specific to the kernels.
 - `_kernels`: the public kernels `simple_rnn`, `lstm`, `gru` and `rnn` (any cell).

@@ -50,6 +50,9 @@ class KerasCell(GatedCell):
             "bias": self.bias_shape(hidden),
         }
 
+    def output_of_state(self, state: Any) -> jax.Array:
+        return self.output(state)  # h: y is the h of the new state
+
     def layout_hint(self, key: str, shape: tuple[int, ...], hidden: int) -> str:
         """A hint for a parameter of the wrong shape (say, another cell option's layout)."""
         del key, shape, hidden

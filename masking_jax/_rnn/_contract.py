@@ -49,6 +49,17 @@ class Cell(abc.ABC):
         del params, state
         return jnp.zeros(output.shape, output.dtype)
 
+    def output_of_state(self, state: State) -> jax.Array | None:
+        """The step's output `(B, H)` read off the state it leaves, or `None`.
+
+        `None` here: the scan carries the last output for the padded steps. A cell
+        whose output is part of its state (the Keras cells: h), and whose
+        `initial_output` is that of the initial state, returns it: a padded step
+        then outputs the held state's.
+        """
+        del state
+        return None
+
 
 class GatedCell(Cell):
     """A cell whose step splits at its one recurrent matmul, `hr = output(state) R' + b'`.

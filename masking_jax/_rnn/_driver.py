@@ -1,4 +1,4 @@
-"""The masked scan driver: any mask layout in, the skipping scan, outputs back in place.
+"""The masked scan driver: any mask layout in, the skipping scan, outputs in place.
 
 `run` is the whole kernel after argument checks, for one direction. The masking
 rules:
@@ -13,10 +13,11 @@ How it runs:
 
 0. Dropout, when asked (`_dropout`): `x` scaled by each row's input mask; a
    recurrent mask joins the state and the cell becomes `RecurrentDropout`.
-1. Compaction (`_layout`): each row's real steps, in processing order, to the front
-   of a time-major array, zeros after, so every layout runs one post-padded loop.
-2. The skipping scan with its custom VJP (`_vjp.compacted_scan`).
-3. The outputs at input positions (`_layout.outputs_at_inputs`): one gather.
+1. `x` and the mask time-major, zeros at padded steps (whatever the padding held
+   never enters a step), padded to whole chunks.
+2. The skipping scan with its custom VJP (`_vjp.masked_scan`): every layout runs
+   at its input positions, so the outputs need no reordering; the steps of a
+   skipped chunk get the output before it (`_skip.fill_skipped`).
 
 Under `jax.vmap` with a batched mask a chunk runs where any vmapped batch needs
 it, with selects: results stay exact, but less is skipped (fold the vmapped axis
@@ -32,11 +33,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from .._layout import compacted_inputs, compaction, outputs_at_inputs
 from ._contract import Cell
 from ._dropout import RecurrentDropout, drop_inputs
-from ._skip import chunking
-from ._vjp import compacted_scan
+from ._skip import chunking, fill_skipped
+from ._vjp import ScanOptions, masked_scan
 
 _STATIC = ("reverse", "zero_output_for_mask", "unroll")
 
@@ -85,18 +85,19 @@ def run(
         return jnp.zeros((batch, steps, *output.shape[1:]), output.dtype), _own(cell, state)
 
     # A mask known at compile time (closed over) must not be constant-folded: XLA would
-    # evaluate the compaction, and the scatter in its gradient, while compiling.
+    # evaluate the selects on it while compiling.
     mask = jax.lax.optimization_barrier(mask)
-    compacted = compaction(mask, reverse=reverse)
     n_chunks, chunk = chunking(steps)
-    x_c = compacted_inputs(x, compacted, time_major=True)  # (T, B, D)
-    x_c = jnp.pad(x_c, ((0, n_chunks * chunk - steps), (0, 0), (0, 0)))  # (N*K, B, D)
+    to_chunks = ((0, n_chunks * chunk - steps),)  # pad T to N*K steps of padding
+    real = jnp.pad(mask.T, (*to_chunks, (0, 0)))  # (N*K, B)
+    x_tm = jnp.pad(jnp.swapaxes(x, 0, 1), to_chunks + ((0, 0),) * (x.ndim - 1))
+    x_tm = jnp.where(real.reshape(real.shape + (1,) * (x.ndim - 2)), x_tm, 0)  # (N*K, B, D)
     inner_unroll = chunk if unroll is True else max(1, min(int(unroll), chunk))
-    out_c, final = compacted_scan(cell, inner_unroll, params, x_c, compacted.lengths, state)
-    outputs = outputs_at_inputs(
-        out_c, mask, compacted, initial_output, zero_output_for_mask=zero_output_for_mask,
-        time_major=True,
-    )  # fmt: skip
+    options = ScanOptions(inner_unroll, reverse, zero_output_for_mask)
+    out_tm, final = masked_scan(options, cell, params, x_tm, real, state, initial_output)
+    if not zero_output_for_mask:
+        out_tm = fill_skipped(out_tm, real, chunk, initial_output, reverse=reverse)
+    outputs = jnp.swapaxes(out_tm[:steps], 0, 1)
     return outputs, _own(cell, final)
 
 

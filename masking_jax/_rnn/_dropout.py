@@ -101,6 +101,9 @@ class RecurrentDropout(GatedCell):
         inner, scale = state
         return self.cell.output(inner) * scale
 
+    def output_of_state(self, state: Any) -> jax.Array:
+        return self.cell.output_of_state(state[0])  # h itself, not dropped
+
     def initial_output(
         self, params: Any, state: Any, output: jax.ShapeDtypeStruct
     ) -> jax.Array:

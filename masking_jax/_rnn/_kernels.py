@@ -358,7 +358,7 @@ def rnn(
     padded step the state is carried unchanged and the output is the previous output
     (zeros before the first real step), or zeros with `zero_output_for_mask=True`.
     Any mask layout works (post-, pre-padded, holes), padded steps are skipped
-    (padding past the batch's longest row costs almost nothing), a fully masked
+    (steps that are padding in every row cost almost nothing), a fully masked
     row returns its initial state, and whatever the padding holds (NaN included)
     reaches neither the outputs nor the gradients: `step` sees zeros there.
     Gradients re-run `jax.vjp` of `step` at each step (reverse mode, any order).

@@ -1,10 +1,13 @@
-"""The compacted masked scan and its custom VJP, over the skipping skeleton (`_skip.py`).
+"""The masked scan and its custom VJP, over the skipping skeleton (`_skip.py`).
 
-`compacted_scan(cell, ...)` runs rows that are already compacted (each row's real
-steps first, zeros after) for `lengths[b]` steps each; a finished row keeps its
-state. The forward and the backward pass both run `_skip.skipping_loop`. What a
-step keeps (written with its output into one buffer per dtype, `_packing`) and how
-its gradient is taken is the cell's tape:
+`masked_scan(options, cell, ...)` runs time-major rows at their input positions,
+any mask layout: at a padded step a row holds its state and outputs the previous
+output (`fill` before its first real step), or zeros with `zero_output_for_mask`
+(the outputs of skipped chunks are filled in after it, `_skip.fill_skipped`).
+The forward and the backward pass both run `_skip.skipping_loop`, which skips the
+chunks that are padding in every row. What a step keeps (written with its output
+into one buffer per dtype, `_packing`) and how its gradient is taken is the cell's
+tape:
 
 - `StepTape`, any `Cell`: the forward keeps the state before each step; the
   backward re-runs `jax.vjp` of `cell.step` there and sums the parameter
@@ -14,13 +17,14 @@ its gradient is taken is the cell's tape:
   state cotangent through the elementwise gate math and the recurrent matmul, and
   does the weight gradients as one GEMM per chunk.
 
-The mask never enters as stored `where` selections: a row runs while its step
-index is below its length. Reverse mode works to any order (the backward pass is
+The inputs at padded steps are zeros (the driver's job), so whatever the padding
+held never enters a step. Reverse mode works to any order (the backward pass is
 itself differentiable); forward mode (`jax.jvp`) does not go through a custom VJP.
 
 Shape legend: N chunks of K steps, B batch, D input features, H outputs, T = N * K.
 """
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -174,10 +178,34 @@ def tape_of(cell: Cell) -> type[StepTape] | type[GatedTape]:
     return GatedTape if isinstance(cell, GatedCell) else StepTape
 
 
+@dataclasses.dataclass(frozen=True)
+class ScanOptions:
+    """The static options of `masked_scan`.
+
+    Attributes:
+        unroll: steps of a chunk unrolled in its loop.
+        reverse: process the steps last to first.
+        zero_output_for_mask: zeros at padded steps instead of the previous output.
+    """
+
+    unroll: int
+    reverse: bool
+    zero_output_for_mask: bool
+
+
+def _padded_output(options: ScanOptions, cell: Cell, state: Any) -> str:
+    """What a padded step outputs: `"zeros"` (`zero_output_for_mask`), the `"held"`
+    state's output (`cell.output_of_state`), or the `"carried"` last output."""
+    if options.zero_output_for_mask:
+        return "zeros"
+    return "carried" if jax.eval_shape(cell.output_of_state, state) is None else "held"
+
+
 def _forward(
-    cell: Cell, unroll: int, params: Any, x_c: Any, lengths: jax.Array, state: Any, *, keep: bool
-) -> tuple[tuple[jax.Array, Any], Any]:
-    """The compacted forward scan: `((outputs, final_state), tape)`.
+    options: ScanOptions, cell: Cell, params: Any, x: jax.Array, real: jax.Array, state: Any,
+    fill: jax.Array, *, keep: bool,
+) -> tuple[tuple[jax.Array, Any], Any]:  # fmt: skip
+    """The forward scan: `((outputs, final_state), tape)`.
 
     With `keep` the tape is `(packing, buffers)`: every step's output and what the
     backward pass needs, packed (`_packing`); without it, `None`.
@@ -185,96 +213,133 @@ def _forward(
     tape = tape_of(cell)
     prepared = tape.prepare(cell, params)
     forward_step = functools.partial(tape.forward_step, cell)
-    steps = x_c.shape[0]
-    n_chunks, chunk = chunking(steps)
-    _, y, kept = jax.eval_shape(forward_step, prepared, state, x_c[0])
-    # Every step's output (and residuals), packed, written in place; chunks skipped
-    # stay 0.
-    packing = Packing.of((y, kept) if keep else y)
-    buffers = packing.zeros((steps, lengths.shape[0]))
+    steps, batch = real.shape
+    _, chunk = chunking(steps)
+    _, y, kept = jax.eval_shape(forward_step, prepared, state, x[0])
+    # Every step's output (first) and residuals, packed, written in place.
+    packing = Packing.of((y, kept) if keep else (y,))
+    buffers = packing.zeros((steps, batch))
+
+    padded_output = _padded_output(options, cell, state)
+    held = padded_output == "held"
 
     def chunk_fn(start: jax.Array, carry: Any) -> Any:
         def step(i: jax.Array, carry: Any) -> Any:
-            state, buffers = carry
-            k = start + i
-            new, y, kept = forward_step(prepared, state, x_c[k])
-            new = rows_where(k < lengths, new, state)  # finished rows hold
-            written = packing.pack((y, kept) if keep else y)
-            return new, write_steps(buffers, k, tuple(w[None] for w in written))
+            state, last, buffers = carry
+            k = start + (chunk - 1 - i if options.reverse else i)
+            new, y, kept = forward_step(prepared, state, x[k])
+            state = rows_where(real[k], new, state)  # a padded step holds the state
+            if held:  # ... and outputs the held state's output
+                y = cell.output_of_state(state).astype(y.dtype)
+            else:  # ... and outputs the previous output, or zeros
+                y = rows_where(real[k], y, last)
+                last = last if options.zero_output_for_mask else y
+            written = packing.pack((y, kept) if keep else (y,))
+            return state, last, write_steps(buffers, k, tuple(w[None] for w in written))
 
-        return jax.lax.fori_loop(0, chunk, step, carry, unroll=unroll)
+        return jax.lax.fori_loop(0, chunk, step, carry, unroll=options.unroll)
 
-    state, buffers = skipping_loop(chunk_fn, (state, buffers), lengths, n_chunks, chunk)
-    if keep:
-        outputs = packing.unpack(buffers)[0]
-        return (outputs, state), (packing, buffers)
-    return (packing.unpack(buffers), state), None
+    last = {"held": None, "zeros": jnp.zeros_like(fill), "carried": fill}[padded_output]
+    state, _, buffers = skipping_loop(
+        chunk_fn, (state, last, buffers), real, chunk, reverse=options.reverse
+    )
+    unpacked = packing.unpack(buffers)
+    return (unpacked[0], state), ((packing, buffers) if keep else None)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def compacted_scan(
-    cell: Cell, unroll: int, params: Any, x_c: jax.Array, lengths: jax.Array, state: Any
-) -> tuple[jax.Array, Any]:
-    """Outputs `(T, B, H)` and the final state of compacted rows `x_c` `(T, B, D)`.
+def masked_scan(
+    options: ScanOptions, cell: Cell, params: Any, x: jax.Array, real: jax.Array, state: Any,
+    fill: jax.Array,
+) -> tuple[jax.Array, Any]:  # fmt: skip
+    """Outputs `(T, B, H)` and the final state of time-major inputs `x` `(T, B, D)`.
 
-    `T` is a whole number of chunks (`_skip.chunking`).
+    The outputs of a skipped chunk (padding in every row) are zeros here; with
+    the previous output at padded steps, `_skip.fill_skipped` fills them in.
 
-    Row b runs `lengths[b]` steps and then keeps its state (its later outputs are
-    never read).
+    Args:
+        options: `ScanOptions` (static).
+        cell: the cell (static).
+        params: the cell's params pytree.
+        x: `(T, B, D)` inputs, zeros at padded steps; `T` a whole number of chunks
+            (`_skip.chunking`).
+        real: bool `(T, B)`, True = real step.
+        state: the initial state, a pytree of `(B, ...)` arrays.
+        fill: `(B, H)`, the output at padded steps before a row's first real one
+            (unused with `zero_output_for_mask`).
     """
-    return _forward(cell, unroll, params, x_c, lengths, state, keep=False)[0]
+    return _forward(options, cell, params, x, real, state, fill, keep=False)[0]
 
 
-def _compacted_scan_fwd(
-    cell: Cell, unroll: int, params: Any, x_c: jax.Array, lengths: jax.Array, state: Any
-) -> tuple[tuple[jax.Array, Any], Any]:
-    result, tape = _forward(cell, unroll, params, x_c, lengths, state, keep=True)
-    return result, (params, x_c, lengths, tape)  # tape: `(Packing, packed buffers)`
+def _masked_scan_fwd(
+    options: ScanOptions, cell: Cell, params: Any, x: jax.Array, real: jax.Array, state: Any,
+    fill: jax.Array,
+) -> tuple[tuple[jax.Array, Any], Any]:  # fmt: skip
+    result, tape = _forward(options, cell, params, x, real, state, fill, keep=True)
+    return result, (params, x, real, tape)  # tape: `(Packing, packed buffers)`
 
 
-def _compacted_scan_bwd(
-    cell: Cell, unroll: int, residuals: Any, cotangents: Any
-) -> tuple[Any, jax.Array, None, Any]:
-    params, x_c, lengths, (packing, packed) = residuals
+def _masked_scan_bwd(
+    options: ScanOptions, cell: Cell, residuals: Any, cotangents: Any
+) -> tuple[Any, jax.Array, None, Any, jax.Array]:
+    params, x, real, (packing, packed) = residuals
     d_outputs, d_final = cotangents
     tape = tape_of(cell)
     prepared = tape.prepare(cell, params)
     backward_step = functools.partial(tape.backward_step, cell)
     backward_chunk = functools.partial(tape.backward_chunk, cell)
-    n_chunks, chunk = chunking(x_c.shape[0])
+    _, chunk = chunking(real.shape[0])
+    padded_output = _padded_output(options, cell, d_final)
+    state_struct = jax.eval_shape(lambda s: s, d_final)
 
     def chunk_fn(start: jax.Array, carry: Any) -> Any:
-        d_state, d_params, d_x = carry
-        x_chunk, packed_chunk, d_out_chunk = read_steps((x_c, packed, d_outputs), start, chunk)
-        kept_chunk = packing.unpack(packed_chunk)[1]  # (K, B, ...)
+        d_state, d_last, d_params, d_x = carry
+        chunk_inputs = read_steps((real, x, packed, d_outputs), start, chunk)
+        kept_chunk = packing.unpack(chunk_inputs[2])[1]  # (K, B, ...)
 
         def step(carry: Any, inputs: Any) -> tuple[Any, Any]:
-            d_state, d_acc = carry
-            k, x_t, packed_t, d_y = inputs
+            d_state, d_last, d_acc = carry
+            real_t, x_t, packed_t, d_y = inputs
             kept_t = packing.unpack(packed_t)[1]  # one read of the packed step
-            running = k < lengths
-            d_y = rows_where(running, d_y, _zeros(d_y))
-            d_new = rows_where(running, d_state, _zeros(d_state))
+            if padded_output == "held":  # every output was read off the held state
+                d_state = _add(d_state, _output_of_state_transpose(cell, state_struct, d_y))
+                d_y = jnp.zeros_like(d_y)
+            elif padded_output == "carried":  # a padded step's output came from before
+                d_y = d_y + d_last
+                d_last = rows_where(real_t, jnp.zeros_like(d_y), d_y)
+            d_y = rows_where(real_t, d_y, jnp.zeros_like(d_y))
+            d_new = rows_where(real_t, d_state, _zeros(d_state))
             d_before, d_acc_t, emitted = backward_step(prepared, kept_t, x_t, d_new, d_y)
-            d_prev = rows_where(running, d_before, d_state)  # finished rows pass through
-            return (d_prev, _add(d_acc, d_acc_t)), emitted
+            d_prev = rows_where(real_t, d_before, d_state)  # a padded step passes it through
+            return (d_prev, d_last, _add(d_acc, d_acc_t)), emitted
 
-        first = _first(kept_chunk, x_chunk, d_out_chunk)
+        first = _first(kept_chunk, chunk_inputs[1], chunk_inputs[3])
         acc0 = _zeros(jax.eval_shape(backward_step, prepared, first[0], first[1], d_state,
                                      first[2])[1])  # fmt: skip
-        steps = start + jnp.arange(chunk, dtype=jnp.int32)
-        (d_state, d_acc), emitted = jax.lax.scan(
-            step, (d_state, acc0), (steps, x_chunk, packed_chunk, d_out_chunk),
-            reverse=True, unroll=unroll,
+        (d_state, d_last, d_acc), emitted = jax.lax.scan(
+            step, (d_state, d_last, acc0), chunk_inputs, reverse=not options.reverse,
+            unroll=options.unroll,
         )  # fmt: skip
-        d_params_chunk, d_x_chunk = backward_chunk(prepared, x_chunk, kept_chunk, emitted, d_acc)
-        return d_state, _add(d_params, d_params_chunk), write_steps(d_x, start, d_x_chunk)
+        d_params_chunk, d_x_chunk = backward_chunk(
+            prepared, chunk_inputs[1], kept_chunk, emitted, d_acc
+        )
+        return d_state, d_last, _add(d_params, d_params_chunk), write_steps(d_x, start, d_x_chunk)
 
-    d_state, d_params, d_x = skipping_loop(
-        chunk_fn, (d_final, tape.gradient_zeros(params), jnp.zeros_like(x_c)), lengths,
-        n_chunks, chunk, reverse=True,
+    d_fill = jnp.zeros(d_outputs.shape[1:], d_outputs.dtype)
+    d_last = None if padded_output == "held" else d_fill
+    d_state, d_last, d_params, d_x = skipping_loop(
+        chunk_fn, (d_final, d_last, tape.gradient_zeros(params), jnp.zeros_like(x)), real, chunk,
+        reverse=not options.reverse,
     )  # fmt: skip
-    return tape.cotangent(params, d_params), d_x, None, d_state
+    d_fill = d_fill if d_last is None else d_last
+    return tape.cotangent(params, d_params), d_x, None, d_state, d_fill
+
+
+def _output_of_state_transpose(cell: Cell, state: Any, d_output: jax.Array) -> Any:
+    """The state's cotangent from its output's, `cell.output_of_state` being linear."""
+    output = jax.eval_shape(cell.output_of_state, state)
+    (d_state,) = jax.linear_transpose(cell.output_of_state, state)(d_output.astype(output.dtype))
+    return d_state
 
 
 def _first(*trees: Any) -> Any:
@@ -283,4 +348,4 @@ def _first(*trees: Any) -> Any:
     return firsts if len(firsts) > 1 else firsts[0]
 
 
-compacted_scan.defvjp(_compacted_scan_fwd, _compacted_scan_bwd)
+masked_scan.defvjp(_masked_scan_fwd, _masked_scan_bwd)
