@@ -301,16 +301,18 @@ def _masked_scan_bwd(
             d_state, d_last, d_acc = carry
             real_t, x_t, packed_t, d_y = inputs
             kept_t = packing.unpack(packed_t)[1]  # one read of the packed step
-            if padded_output == "held":  # every output was read off the held state
-                d_state = _add(d_state, _output_of_state_transpose(cell, state_struct, d_y))
-                d_y = jnp.zeros_like(d_y)
+            # A padded step passes the state's cotangent through, plus its output's
+            # where that was read off the held state.
+            d_passed = d_state
+            if padded_output == "held":
+                d_passed = _add(d_state, _output_of_state_transpose(cell, state_struct, d_y))
             elif padded_output == "carried":  # a padded step's output came from before
                 d_y = d_y + d_last
                 d_last = rows_where(real_t, jnp.zeros_like(d_y), d_y)
             d_y = rows_where(real_t, d_y, jnp.zeros_like(d_y))
             d_new = rows_where(real_t, d_state, _zeros(d_state))
             d_before, d_acc_t, emitted = backward_step(prepared, kept_t, x_t, d_new, d_y)
-            d_prev = rows_where(real_t, d_before, d_state)  # a padded step passes it through
+            d_prev = rows_where(real_t, d_before, d_passed)
             return (d_prev, d_last, _add(d_acc, d_acc_t)), emitted
 
         first = _first(kept_chunk, chunk_inputs[1], chunk_inputs[3])
