@@ -131,7 +131,7 @@ def test_each_chunk_that_holds_a_real_step_runs_once_in_time_order(reverse):
         i = start // chunk
         return seen.at[i].add(1), order.at[i].set(order.max() + 1)
 
-    seen, order = _skip.skipping_loop(
+    (seen, order), _ = _skip.skipping_loop(
         chunk_fn, (jnp.zeros(n_chunks, int), jnp.zeros(n_chunks, int)), jnp.asarray(real), chunk,
         reverse=reverse,
     )  # fmt: skip

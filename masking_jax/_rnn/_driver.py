@@ -16,8 +16,7 @@ How it runs:
 1. `x` and the mask time-major, zeros at padded steps (whatever the padding held
    never enters a step), padded to whole chunks.
 2. The skipping scan with its custom VJP (`_vjp.masked_scan`): every layout runs
-   at its input positions, so the outputs need no reordering; the steps of a
-   skipped chunk get the output before it (`_skip.fill_skipped`).
+   at its input positions, so the outputs need no reordering.
 
 Under `jax.vmap` with a batched mask a chunk runs where any vmapped batch needs
 it, with selects: results stay exact, but less is skipped (fold the vmapped axis
@@ -35,7 +34,7 @@ import jax.numpy as jnp
 
 from ._contract import Cell
 from ._dropout import RecurrentDropout, drop_inputs
-from ._skip import chunking, fill_skipped
+from ._skip import chunking
 from ._vjp import ScanOptions, masked_scan
 
 _STATIC = ("reverse", "zero_output_for_mask", "unroll")
@@ -95,8 +94,6 @@ def run(
     inner_unroll = chunk if unroll is True else max(1, min(int(unroll), chunk))
     options = ScanOptions(inner_unroll, reverse, zero_output_for_mask)
     out_tm, final = masked_scan(options, cell, params, x_tm, real, state, initial_output)
-    if not zero_output_for_mask:
-        out_tm = fill_skipped(out_tm, real, chunk, initial_output, reverse=reverse)
     outputs = jnp.swapaxes(out_tm[:steps], 0, 1)
     return outputs, _own(cell, final)
 

@@ -9,8 +9,7 @@ rows costs more to compile than it saves at a run (and a loop of traced length
 breaks reverse mode of the backward pass).
 
 Whatever a chunk computes lives in its carry (the state, and buffers of every step
-that it writes in place), so a skipped chunk costs one predicate and no copy. Its
-outputs are filled in after the loop (`fill_skipped`).
+that it writes in place), so a skipped chunk costs one predicate and no copy.
 
 Shape legend: B batch (rows), T time steps, N chunks of K steps.
 """
@@ -52,7 +51,9 @@ def skipping_loop(
     chunk: int,
     *,
     reverse: bool = False,
-) -> Any:
+    skip_fn: ChunkFn | None = None,
+    note_fn: Callable[[Any], Any] | None = None,
+) -> tuple[Any, Any]:
     """Runs `chunk_fn` over the chunks that hold a real step; skips the others.
 
     Args:
@@ -62,52 +63,32 @@ def skipping_loop(
         real: bool `(N * K, B)`, time-major: True where a row has a real step.
         chunk: K (`chunking`); chunk i starts at step `i * K`.
         reverse: run the chunks last to first.
+        skip_fn: `skip_fn(start, carry) -> carry` for a skipped chunk, or `None`
+            (the carry passes unchanged). It must leave the large buffers alone:
+            an array that both branches may write is copied at every chunk.
+        note_fn: `note_fn(carry) -> note`, read after every chunk (run or
+            skipped) and stacked; or `None`.
 
     Returns:
-        The carry after the last chunk run.
+        `(carry, notes)`: the carry after the last chunk, and the notes stacked
+        `(N, ...)` in chunk order (`None` without `note_fn`, or with one chunk).
     """
     n_chunks = real.shape[0] // chunk
     if n_chunks == 1:  # nothing to skip: run it
-        return chunk_fn(jnp.int32(0), carry)
+        return chunk_fn(jnp.int32(0), carry), None
     starts = jnp.arange(n_chunks, dtype=jnp.int32) * chunk
     runs = chunk_runs(real, chunk).astype(jnp.int32)
     # Each chunk reads `(start, runs)` as one slice: the loop body stays small.
     plan = jnp.stack([starts, runs], axis=1)  # (N, 2)
+    skip = skip_fn or (lambda start, carry: carry)
 
-    def body(carry: Any, start_runs: jax.Array) -> tuple[Any, None]:
+    def body(carry: Any, start_runs: jax.Array) -> tuple[Any, Any]:
         start, runs = start_runs[0], start_runs[1]
-        run = functools.partial(chunk_fn, start)
-        return jax.lax.cond(runs > 0, run, lambda carry: carry, carry), None
+        run, skipped = functools.partial(chunk_fn, start), functools.partial(skip, start)
+        carry = jax.lax.cond(runs > 0, run, skipped, carry)
+        return carry, None if note_fn is None else note_fn(carry)
 
-    return jax.lax.scan(body, carry, plan, reverse=reverse)[0]
-
-
-def fill_skipped(
-    outputs: jax.Array, real: jax.Array, chunk: int, fill: jax.Array, *, reverse: bool = False
-) -> jax.Array:
-    """`outputs` `(N * K, B, H)` with every step of a skipped chunk set to the output before it.
-
-    A skipped chunk is padding in every row, so each row outputs there what it output
-    last: at the last step of the latest chunk run before it (in processing order),
-    or `fill` `(B, H)` where none ran before it. Plain JAX: autodiff sends those
-    steps' cotangents back to the step whose output they repeat.
-    """
-    n_chunks = real.shape[0] // chunk
-    if n_chunks == 1:  # nothing was skipped
-        return outputs
-    runs = chunk_runs(real, chunk)
-    chunks = jnp.arange(n_chunks, dtype=jnp.int32)
-    if reverse:  # the latest run chunk is the nearest one after; its last step its first
-        source = jax.lax.cummin(jnp.where(runs, chunks, n_chunks), reverse=True)
-        has_source, step = source < n_chunks, source * chunk
-    else:
-        source = jax.lax.cummax(jnp.where(runs, chunks, -1))
-        has_source, step = source >= 0, source * chunk + chunk - 1
-    before = outputs[jnp.clip(step, 0, outputs.shape[0] - 1)]  # (N, B, H)
-    before = jnp.where(has_source[:, None, None], before, fill[None])
-    by_chunk = outputs.reshape(n_chunks, chunk, *outputs.shape[1:])
-    filled = jnp.where(runs[:, None, None, None], by_chunk, before[:, None])
-    return filled.reshape(outputs.shape)
+    return jax.lax.scan(body, carry, plan, reverse=reverse)
 
 
 def rows_where(keep: jax.Array, new: Any, old: Any) -> Any:

@@ -2,8 +2,7 @@
 
 `masked_scan(options, cell, ...)` runs time-major rows at their input positions,
 any mask layout: at a padded step a row holds its state and outputs the previous
-output (`fill` before its first real step), or zeros with `zero_output_for_mask`
-(the outputs of skipped chunks are filled in after it, `_skip.fill_skipped`).
+output (`fill` before its first real step), or zeros with `zero_output_for_mask`.
 The forward and the backward pass both run `_skip.skipping_loop`, which skips the
 chunks that are padding in every row. What a step keeps (written with its output
 into one buffer per dtype, `_packing`) and how its gradient is taken is the cell's
@@ -33,7 +32,7 @@ import jax.numpy as jnp
 
 from ._contract import Cell, GatedCell, recurrent_matmul
 from ._packing import Packing
-from ._skip import chunking, read_steps, rows_where, skipping_loop, write_steps
+from ._skip import chunk_runs, chunking, read_steps, rows_where, skipping_loop, write_steps
 
 
 def _add(a: Any, b: Any) -> Any:
@@ -240,11 +239,24 @@ def _forward(
         return jax.lax.fori_loop(0, chunk, step, carry, unroll=options.unroll)
 
     last = {"held": None, "zeros": jnp.zeros_like(fill), "carried": fill}[padded_output]
-    state, _, buffers = skipping_loop(
-        chunk_fn, (state, last, buffers), real, chunk, reverse=options.reverse
-    )
-    unpacked = packing.unpack(buffers)
-    return (unpacked[0], state), ((packing, buffers) if keep else None)
+
+    def note_fn(carry: Any) -> jax.Array:
+        """What each row output last: every step of a skipped chunk outputs it."""
+        state, last, _ = carry
+        return cell.output_of_state(state).astype(y.dtype) if held else last
+
+    n_chunks = steps // chunk
+    notes = padded_output != "zeros" and n_chunks > 1
+    (state, _, buffers), fills = skipping_loop(
+        chunk_fn, (state, last, buffers), real, chunk, reverse=options.reverse,
+        note_fn=note_fn if notes else None,
+    )  # fmt: skip
+    outputs = packing.unpack(buffers)[0]
+    if fills is not None:  # (N, B, H)
+        ran = chunk_runs(real, chunk)[:, None, None, None]
+        by_chunk = outputs.reshape(n_chunks, chunk, *outputs.shape[1:])
+        outputs = jnp.where(ran, by_chunk, fills[:, None]).reshape(outputs.shape)
+    return (outputs, state), ((packing, buffers) if keep else None)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
@@ -253,9 +265,6 @@ def masked_scan(
     fill: jax.Array,
 ) -> tuple[jax.Array, Any]:  # fmt: skip
     """Outputs `(T, B, H)` and the final state of time-major inputs `x` `(T, B, D)`.
-
-    The outputs of a skipped chunk (padding in every row) are zeros here; with
-    the previous output at padded steps, `_skip.fill_skipped` fills them in.
 
     Args:
         options: `ScanOptions` (static).
@@ -327,11 +336,21 @@ def _masked_scan_bwd(
         )
         return d_state, d_last, _add(d_params, d_params_chunk), write_steps(d_x, start, d_x_chunk)
 
+    def skip_fn(start: jax.Array, carry: Any) -> Any:
+        """A chunk of padding output what came before it: that gets their cotangents."""
+        d_state, d_last, d_params, d_x = carry
+        d_chunk = jnp.sum(read_steps(d_outputs, start, chunk), axis=0)  # (B, H)
+        if padded_output == "held":
+            d_state = _add(d_state, _output_of_state_transpose(cell, state_struct, d_chunk))
+        else:
+            d_last = d_last + d_chunk
+        return d_state, d_last, d_params, d_x
+
     d_fill = jnp.zeros(d_outputs.shape[1:], d_outputs.dtype)
     d_last = None if padded_output == "held" else d_fill
-    d_state, d_last, d_params, d_x = skipping_loop(
+    (d_state, d_last, d_params, d_x), _ = skipping_loop(
         chunk_fn, (d_final, d_last, tape.gradient_zeros(params), jnp.zeros_like(x)), real, chunk,
-        reverse=not options.reverse,
+        reverse=not options.reverse, skip_fn=None if padded_output == "zeros" else skip_fn,
     )  # fmt: skip
     d_fill = d_fill if d_last is None else d_last
     return tape.cotangent(params, d_params), d_x, None, d_state, d_fill
