@@ -2,7 +2,12 @@
 
 `masked_scan(options, cell, ...)` runs time-major rows at their input positions,
 any mask layout: at a padded step a row holds its state and outputs the previous
-output (`fill` before its first real step), or zeros with `zero_output_for_mask`.
+output, or zeros with `zero_output_for_mask`. The previous output is read off the
+held state where the cell says how (`Cell.output_of_state`, the Keras cells' h),
+else carried along (`fill` before a row's first real step). A skipped chunk
+writes nothing: the loop notes each row's last output after every chunk, and the
+skipped chunks' steps get it after the loop.
+
 The forward and the backward pass both run `_skip.skipping_loop`, which skips the
 chunks that are padding in every row. What a step keeps (written with its output
 into one buffer per dtype, `_packing`) and how its gradient is taken is the cell's
@@ -245,16 +250,14 @@ def _forward(
         state, last, _ = carry
         return cell.output_of_state(state).astype(y.dtype) if held else last
 
-    n_chunks = steps // chunk
-    notes = padded_output != "zeros" and n_chunks > 1
     (state, _, buffers), fills = skipping_loop(
         chunk_fn, (state, last, buffers), real, chunk, reverse=options.reverse,
-        note_fn=note_fn if notes else None,
+        note_fn=None if padded_output == "zeros" else note_fn,
     )  # fmt: skip
     outputs = packing.unpack(buffers)[0]
-    if fills is not None:  # (N, B, H)
+    if fills is not None:  # (N, B, H), with N > 1 chunks
         ran = chunk_runs(real, chunk)[:, None, None, None]
-        by_chunk = outputs.reshape(n_chunks, chunk, *outputs.shape[1:])
+        by_chunk = outputs.reshape(fills.shape[0], chunk, *outputs.shape[1:])
         outputs = jnp.where(ran, by_chunk, fills[:, None]).reshape(outputs.shape)
     return (outputs, state), ((packing, buffers) if keep else None)
 
@@ -274,8 +277,9 @@ def masked_scan(
             (`_skip.chunking`).
         real: bool `(T, B)`, True = real step.
         state: the initial state, a pytree of `(B, ...)` arrays.
-        fill: `(B, H)`, the output at padded steps before a row's first real one
-            (unused with `zero_output_for_mask`).
+        fill: `(B, H)`, the output at padded steps before a row's first real one,
+            for a cell without `output_of_state` (the others read it off the held
+            state; `zero_output_for_mask` outputs zeros).
     """
     return _forward(options, cell, params, x, real, state, fill, keep=False)[0]
 
