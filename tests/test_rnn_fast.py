@@ -184,6 +184,25 @@ def test_custom_vjp_matches_autodiff_of_the_plain_scan(cell, layout, reverse):
     assert_close(outputs, plain_outputs)
 
 
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru", "gru_reset_before"])
+def test_one_row_projects_up_front_and_matches_the_plain_scan(cell):
+    """A batch of one row projects its inputs in one GEMM before the scan: values and
+    gradients as before, with NaN padding, chunks skipped before and after the row's real
+    steps (holes in it), both directions."""
+    assert _driver.project_up_front(CELLS[cell], jnp.zeros((1, STEPS, D)), None)
+    assert not _driver.project_up_front(CELLS[cell], jnp.zeros((2, STEPS, D)), None)
+    mask = np.zeros((1, STEPS), bool)
+    mask[0, [CHUNK + 1, CHUNK + 3, 2 * CHUNK, 2 * CHUNK + 5]] = True  # chunks 0, 3, 4 skipped
+    params, x, state = case(cell, mask)
+    for options in ({"reverse": False}, {"reverse": True, "zero_output_for_mask": True}):
+        (fast, outputs), (plain, plain_outputs) = loss_grads_and_outputs(
+            [(run_fast, options), (run_cell_plain, options)], cell, params, x, mask, state
+        )
+        assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(fast))
+        assert_close(fast, plain)
+        assert_close(outputs, plain_outputs)
+
+
 def test_reverse_over_reverse_through_skipped_chunks_matches_the_plain_scan():
     """The gradient of a gradient, with chunks skipped and run: the backward pass is itself
     differentiable (no loop of traced length), and equal to autodiff of the plain scan."""

@@ -11,6 +11,7 @@ padded steps), the compaction of any mask layout and the custom VJP.
   LSTM, GRU). The backward pass then keeps only the gate pre-activations per step
   and does the weight gradients as one GEMM per chunk of steps (the fast path).
 - `StepCell`: a user's `step` function as a `Cell` (the public `masking_jax.rnn`).
+- `ProjectedInputs`: a `GatedCell` over inputs projected up front.
 
 Shape legend: B batch (rows), D input features, H outputs per step, G gates.
 """
@@ -117,6 +118,47 @@ class GatedCell(Cell):
         """The initial h (Keras' rule for padded steps before the first real one)."""
         del params
         return self.output(state).astype(output.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectedInputs(GatedCell):
+    """`cell` over inputs already projected (`cell.project` of all steps, one GEMM).
+
+    For a batch of one row, one GEMM over every step beats a small matmul per step;
+    the driver chooses it (`_driver.PROJECT_UP_FRONT_UP_TO`).
+    """
+
+    cell: GatedCell
+
+    def project(self, params: Params, x: jax.Array) -> jax.Array:
+        del params
+        return x
+
+    def recurrent_kernel(self, params: Params) -> jax.Array:
+        return self.cell.recurrent_kernel(params)
+
+    def recurrent_bias(self, params: Params) -> jax.Array | None:
+        return self.cell.recurrent_bias(params)
+
+    def gate_params(self, params: Params) -> Any:
+        return self.cell.gate_params(params)
+
+    def preact(self, xp_t: jax.Array, hr_t: jax.Array) -> Any:
+        return self.cell.preact(xp_t, hr_t)
+
+    def gate_math(self, gate_params: Any, preact: Any, state: State) -> tuple[State, jax.Array]:
+        return self.cell.gate_math(gate_params, preact, state)
+
+    def output(self, state: State) -> jax.Array:
+        return self.cell.output(state)
+
+    def output_of_state(self, state: State) -> jax.Array | None:
+        return self.cell.output_of_state(state)
+
+    def initial_output(
+        self, params: Params, state: State, output: jax.ShapeDtypeStruct
+    ) -> jax.Array:
+        return self.cell.initial_output(params, state, output)
 
 
 def recurrent_matmul(h: jax.Array, kernel: jax.Array, bias: jax.Array | None) -> jax.Array:

@@ -12,7 +12,8 @@ rules:
 How it runs:
 
 0. Dropout, when asked (`_dropout`): `x` scaled by each row's input mask; a
-   recurrent mask joins the state and the cell becomes `RecurrentDropout`.
+   recurrent mask joins the state and the cell becomes `RecurrentDropout`. A batch
+   of one row projects its inputs up front (`project_up_front`).
 1. `x` and the mask time-major, zeros at padded steps (whatever the padding held
    never enters a step), padded to whole chunks.
 2. The skipping scan with its custom VJP (`_vjp.masked_scan`): every layout runs
@@ -32,10 +33,28 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ._contract import Cell
+from ._contract import Cell, GatedCell, ProjectedInputs
 from ._dropout import RecurrentDropout, drop_inputs
 from ._skip import chunking
 from ._vjp import ScanOptions, masked_scan
+
+PROJECT_UP_FRONT_UP_TO = 1  # rows: a batch this small projects its inputs in one GEMM
+
+
+def project_up_front(cell: Cell, x: jax.Array, recurrent_scale: jax.Array | None) -> bool:
+    """Whether the inputs of every step are projected before the scan, in one GEMM.
+
+    A policy of the static shapes: a `GatedCell` on at most `PROJECT_UP_FRONT_UP_TO`
+    rows (batch-1 inference), where a matmul per step is a matrix-vector product;
+    larger batches project inside the step, which is faster there on CPU. Not with
+    recurrent dropout (its cell wraps the Keras cell itself).
+    """
+    return (
+        isinstance(cell, GatedCell)
+        and x.shape[0] <= PROJECT_UP_FRONT_UP_TO
+        and recurrent_scale is None
+    )
+
 
 _STATIC = ("reverse", "zero_output_for_mask", "unroll")
 
@@ -74,6 +93,9 @@ def run(
         output, the state after each row's last real step.
     """
     x = drop_inputs(x, input_scale)
+    if project_up_front(cell, x, recurrent_scale):  # the padding zeroed first: no NaN in
+        x = cell.project(params, jnp.where(mask[..., None], x, 0))  # (B, T, G*H)
+        cell = ProjectedInputs(cell)
     if recurrent_scale is not None:  # the scale rides in the state: `(state, scale)`
         cell, state = RecurrentDropout(cell), (state, recurrent_scale)
     batch, steps = x.shape[:2]
