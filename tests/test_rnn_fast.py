@@ -127,17 +127,26 @@ def test_each_chunk_that_holds_a_real_step_runs_once_in_time_order(reverse):
     real[3 * chunk - 1, 5] = True
 
     def chunk_fn(start, carry):
-        seen, order = carry
+        seen, order, skipped = carry
         i = start // chunk
-        return seen.at[i].add(1), order.at[i].set(order.max() + 1)
+        return seen.at[i].add(1), order.at[i].set(order.max() + 1), skipped
 
-    (seen, order), _ = _skip.skipping_loop(
-        chunk_fn, (jnp.zeros(n_chunks, int), jnp.zeros(n_chunks, int)), jnp.asarray(real), chunk,
-        reverse=reverse,
+    def skip_fn(start, carry):
+        seen, order, skipped = carry
+        return seen, order, skipped.at[start // chunk].add(1)
+
+    zeros = jnp.zeros(n_chunks, int)
+    (seen, order, skipped), notes = _skip.skipping_loop(
+        chunk_fn, (zeros, zeros, zeros), jnp.asarray(real), chunk, reverse=reverse,
+        skip_fn=skip_fn, note_fn=lambda carry: carry[1].max(),  # how many chunks ran so far
     )  # fmt: skip
     np.testing.assert_array_equal(np.asarray(seen), [1, 0, 1, 0, 0])
+    np.testing.assert_array_equal(np.asarray(skipped), [0, 1, 0, 1, 1])
     ran = [int(o) for o in order if o > 0]
     assert ran == (sorted(ran, reverse=True) if reverse else sorted(ran))  # in time order
+    # Noted after each chunk, stacked in chunk order.
+    expected_notes = [2, 1, 1, 0, 0] if reverse else [1, 1, 2, 2, 2]
+    np.testing.assert_array_equal(np.asarray(notes), expected_notes)
 
 
 @pytest.mark.parametrize("layout", ["post", "pre", "gappy"])

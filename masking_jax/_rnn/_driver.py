@@ -93,7 +93,8 @@ def run(
         output, the state after each row's last real step.
     """
     x = drop_inputs(x, input_scale)
-    if project_up_front(cell, x, recurrent_scale):  # the padding zeroed first: no NaN in
+    if project_up_front(cell, x, recurrent_scale):
+        # The padding zeroed first: NaN there would reach the projection's gradient.
         x = cell.project(params, jnp.where(mask[..., None], x, 0))  # (B, T, G*H)
         cell = ProjectedInputs(cell)
     if recurrent_scale is not None:  # the scale rides in the state: `(state, scale)`
