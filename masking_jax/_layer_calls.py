@@ -34,8 +34,8 @@ def check_layer_mask(
 
     Raises `TypeError` for a `Masked` passed as a mask and for a non-boolean mask, and
     `ValueError` for a mask that does not match the leading (batch, time) axes of `x`.
-    A pytree of masks (one per leaf of `x`, as a `Masked` of a dict carries) is only
-    checked to be boolean here; `Masked` checks each leaf's fit when it is built.
+    A pytree of masks (one per leaf of `x`, as a `Masked` of a dict carries) must have
+    the structure of `x`, each mask fitting its leaf.
 
     Examples:
       >>> check_layer_mask(jnp.ones((1, 2), bool), jnp.ones((1, 2, 3))).shape
@@ -51,8 +51,18 @@ def check_layer_mask(
         )
     leaves = jax.tree_util.tree_leaves_with_path(mask)
     if len(leaves) > 1 and all(hasattr(leaf, "shape") for _, leaf in leaves):
-        for path, leaf in leaves:  # one mask per leaf of the data (a Masked of a dict)
-            as_bool_mask(leaf, f"{mask_name}{jax.tree_util.keystr(path)}")
+        # One mask per leaf of the data (a Masked of a dict): the same structure.
+        mask_tree, x_leaves = jax.tree.structure(mask), jax.tree.leaves(x)
+        if mask_tree != jax.tree.structure(x):
+            raise ValueError(
+                f"`{mask_name}` is a pytree of {len(leaves)} masks, so it needs one mask "
+                f"per leaf of `{x_name}`, with its structure; got `{mask_name}` structure "
+                f"{mask_tree} and `{x_name}` structure {jax.tree.structure(x)}. For one mask "
+                "pass one bool array."
+            )
+        for (path, leaf), x_leaf in zip(leaves, x_leaves, strict=True):
+            name = f"{mask_name}{jax.tree_util.keystr(path)}"
+            align_mask(leaf, x_leaf, name, f"{x_name}{jax.tree_util.keystr(path)}")
         return mask
     mask = as_bool_mask(mask, mask_name)
     for leaf in jax.tree.leaves(x):

@@ -196,11 +196,14 @@ def test_integer_inputs_are_cast_by_every_sequence_layer():
                                    rtol=1e-6)  # fmt: skip
 
 
-def test_embedding_names_the_users_mask_when_combining():
+def test_embedding_names_the_users_mask_and_ids():
     emb = mnx.Embedding(5, D, mask_zero=True, rngs=RNGS)
-    with pytest.raises(ValueError, match=r"`ids` of shape \(2, 3\) and `mask` of shape "
-                                         r"\(2, 2, 3\)"):  # fmt: skip
-        emb.compute_mask(np.ones((B, T), int), (MASK, MASK))  # a tuple: one (2, B, T) mask
+    with pytest.raises(ValueError, match=r"`mask` of shape \(2, 2, 3\) does not match the "
+                                         r"leading axes of `ids` of shape \(2, 3\)"):  # fmt: skip
+        emb.compute_mask(np.ones((B, T), int), np.stack([MASK, MASK]))  # one (2, B, T) mask
+    with pytest.raises(ValueError, match=r"`mask` is a pytree of 2 masks, so it needs one mask "
+                                         r"per leaf of `ids`"):  # fmt: skip
+        emb.compute_mask(np.ones((B, T), int), (MASK, MASK))  # a tuple: two masks, one ids
 
 
 # --------------------------------------------------------------------------- Bidirectional
@@ -458,3 +461,17 @@ def test_load_keras_weights_names_the_layer_it_cannot_load():
     model = mnx.Sequential(nnx.LayerNorm(D, rngs=RNGS))  # paired, then refused by name
     with pytest.raises(TypeError, match=r"got LayerNormalization 'ln'"):
         mnx.load_keras_weights(model, k_model)
+
+
+def test_a_pytree_of_masks_must_fit_the_data_leaf_by_leaf():
+    x = {"a": np.ones((B, T, D), np.float32), "b": np.ones((B, T, 2), np.float32)}
+    masks = {"a": MASK, "b": MASK}
+    outputs, mask = mnx.call_with_mask(lambda x: x, x, masks)
+    assert jax.tree.structure(outputs) == jax.tree.structure(x) and mask is masks
+    wrong_length = {"a": MASK, "b": np.ones((B, T + 1), bool)}
+    with pytest.raises(ValueError, match=r"`mask\['b'\]` of shape \(2, 4\) does not match "
+                                         r"the leading axes of `x\['b'\]`"):  # fmt: skip
+        mnx.call_with_mask(lambda x: x, x, wrong_length)
+    with pytest.raises(ValueError, match=r"`mask` is a pytree of 2 masks, so it needs one mask "
+                                         r"per leaf of `x`, with its structure"):  # fmt: skip
+        mnx.call_with_mask(lambda x: x, x, {"a": MASK, "c": MASK})
