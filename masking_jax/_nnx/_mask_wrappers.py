@@ -17,7 +17,7 @@ from flax import nnx
 
 from .._layer_calls import split_masked
 from .._masks import Masked
-from ._protocol import _takes_mask
+from ._protocol import takes_mask
 
 
 class _MaskDeclaration(nnx.Module):
@@ -31,7 +31,7 @@ class _MaskDeclaration(nnx.Module):
     def _apply(self, x: Any, mask: Any) -> tuple[Any, Any, bool]:
         """`(output, mask, was_masked)`; the layer gets `mask=` when its call takes one."""
         x, mask, was_masked = split_masked(x, mask)
-        y = self.layer(x, mask=mask) if _takes_mask(self.layer) else self.layer(x)
+        y = self.layer(x, mask=mask) if takes_mask(self.layer) else self.layer(x)
         return y, mask, was_masked
 
 

@@ -17,7 +17,7 @@ from .._masks import Masked
 POSITIONWISE_MODULES: tuple[type, ...] = (nnx.Linear, nnx.Dropout, nnx.LayerNorm, nnx.RMSNorm)
 
 
-def _takes_mask(layer: Any) -> bool:
+def takes_mask(layer: Any) -> bool:
     """True when `layer(x, mask=...)` is accepted: its call has a parameter named `mask`.
 
     Flax's own modules are never given one: their `mask` (`nnx.LayerNorm`,
@@ -80,11 +80,11 @@ def _check_passed_mask(layer: Any, name: str, y: Any, mask: Any) -> None:
 
 def apply_layer(layer: Callable[..., Any], x: Any, mask: Any, name: str) -> tuple[Any, Any]:
     """`call_with_mask` with the layer named `name` in errors (`layers[2]` in a Sequential)."""
-    takes_mask = _takes_mask(layer)
+    given_mask = takes_mask(layer)
     compute_mask = getattr(layer, "compute_mask", None)
-    if mask is not None and not takes_mask and compute_mask is None and not _passes_mask(layer):
+    if mask is not None and not given_mask and compute_mask is None and not _passes_mask(layer):
         raise _undeclared_mask_error(layer, name)
-    y = layer(x, mask=mask) if takes_mask else layer(x)
+    y = layer(x, mask=mask) if given_mask else layer(x)
     if compute_mask is not None:
         return y, compute_mask(x, mask)
     if mask is None or not _passes_mask(layer):
