@@ -3,7 +3,8 @@
 Modules, one job each (the compaction of any mask layout, for cuDNN, lives in
 `masking_jax/_layout.py`):
 
-- `_contract`: the cell contract (`Cell`, `GatedCell`) and `StepCell`, a user's step.
+- `_contract`: the cell contract (`Cell`, `GatedCell`), `StepCell` (a user's step) and
+  `ProjectedInputs` (a gated cell over inputs projected up front).
 - `_cells`: SimpleRNN, LSTM, GRU as `GatedCell`s, with their Keras weight layout.
 - `_activations`: activation names (Keras spelling) to functions.
 - `_dropout`: input and recurrent dropout, one mask per sequence (`RecurrentDropout`).
