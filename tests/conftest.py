@@ -1,9 +1,11 @@
 """Strict settings for the whole suite (see equinox's tests/conftest.py), and one compile cache.
 
-The suite is mostly XLA compiling. Its workers (`pytest -n`) and the subprocesses
-they start (the notebook's kernel) share one persistent compile cache, made fresh
-for each run and removed after it, so a program that several tests compile is
-compiled once per run. Nothing is cached across runs.
+The suite is mostly XLA compiling. Each worker (`pytest -n`) and the subprocesses
+it starts (the notebook's kernel) share a persistent compile cache, made fresh for
+each run and removed after it, so a program that several of its tests compile is
+compiled once per run. Workers do not share one: JAX writes an entry unlocked, and
+a worker could read an entry that another is still writing (a locked shared cache
+made the suite four times slower). Nothing is cached across runs.
 
 XLA compiles the suite's programs with its LLVM backend at optimisation level 0
 (`--xla_backend_optimization_level=0`: a third less compile time) and emits its CPU
@@ -26,6 +28,14 @@ if _OWN_CACHE:  # the controller makes it; workers and kernels inherit the varia
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="masking_jax_tests_")
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER and not os.environ["JAX_COMPILATION_CACHE_DIR"].endswith(_WORKER):
+    # One cache per worker (and its subprocesses): JAX writes an entry unlocked, so a
+    # worker could read one that another is still writing.
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(
+        os.environ["JAX_COMPILATION_CACHE_DIR"], _WORKER
+    )
 
 if os.environ.get("MASKING_JAX_TEST_FULL_XLA") != "1":
     for _flag in ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false"):
