@@ -11,7 +11,8 @@ padded steps), the compaction of any mask layout and the custom VJP.
   LSTM, GRU). The backward pass then keeps only the gate pre-activations per step
   and does the weight gradients as one GEMM per chunk of steps (the fast path).
 - `StepCell`: a user's `step` function as a `Cell` (the public `masking_jax.rnn`).
-- `ProjectedInputs`: a `GatedCell` over inputs projected up front.
+- `WrappedCell`: a `GatedCell` around another one; `ProjectedInputs`, such a cell
+  over inputs projected up front.
 
 Shape legend: B batch (rows), D input features, H outputs per step, G gates.
 """
@@ -121,18 +122,13 @@ class GatedCell(Cell):
 
 
 @dataclasses.dataclass(frozen=True)
-class ProjectedInputs(GatedCell):
-    """`cell` over inputs already projected (`cell.project` of all steps, one GEMM).
-
-    For a batch of one row, one GEMM over every step beats a small matmul per step;
-    the driver chooses it (`_driver.PROJECT_UP_FRONT_UP_TO`).
-    """
+class WrappedCell(GatedCell):
+    """A `GatedCell` that is `cell` in every method a subclass does not override."""
 
     cell: GatedCell
 
     def project(self, params: Params, x: jax.Array) -> jax.Array:
-        del params
-        return x
+        return self.cell.project(params, x)
 
     def recurrent_kernel(self, params: Params) -> jax.Array:
         return self.cell.recurrent_kernel(params)
@@ -159,6 +155,18 @@ class ProjectedInputs(GatedCell):
         self, params: Params, state: State, output: jax.ShapeDtypeStruct
     ) -> jax.Array:
         return self.cell.initial_output(params, state, output)
+
+
+class ProjectedInputs(WrappedCell):
+    """`cell` over inputs already projected (`cell.project` of all steps, one GEMM).
+
+    For a batch of one row, one GEMM over every step beats a small matmul per step;
+    the driver chooses it (`_driver.PROJECT_UP_FRONT_UP_TO`).
+    """
+
+    def project(self, params: Params, x: jax.Array) -> jax.Array:
+        del params
+        return x
 
 
 def recurrent_matmul(h: jax.Array, kernel: jax.Array, bias: jax.Array | None) -> jax.Array:

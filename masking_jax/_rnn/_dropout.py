@@ -18,14 +18,12 @@ inputs and the same dropped h (Keras draws one mask per gate once
 Shape legend: B batch, T time steps, D input features, H hidden units.
 """
 
-import dataclasses
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from ._cells import KerasCell
-from ._contract import GatedCell
+from ._contract import WrappedCell
 
 
 def dropout_scales(
@@ -67,30 +65,12 @@ def drop_inputs(x: jax.Array, scale: jax.Array | None) -> jax.Array:
     return x if scale is None else x * scale[:, None, :].astype(x.dtype)
 
 
-@dataclasses.dataclass(frozen=True)
-class RecurrentDropout(GatedCell):
+class RecurrentDropout(WrappedCell):
     """A Keras cell whose recurrent input is `output(state) * scale`; state `(state, scale)`.
 
     The scale `(B, H)` passes through every step unchanged; the cell's own state is
-    stepped as usual, from the dropped h.
+    stepped as usual, from the dropped h. `cell` is a `KerasCell`.
     """
-
-    cell: KerasCell
-
-    def project(self, params: Any, x: jax.Array) -> jax.Array:
-        return self.cell.project(params, x)
-
-    def recurrent_kernel(self, params: Any) -> jax.Array:
-        return self.cell.recurrent_kernel(params)
-
-    def recurrent_bias(self, params: Any) -> jax.Array | None:
-        return self.cell.recurrent_bias(params)
-
-    def gate_params(self, params: Any) -> Any:
-        return self.cell.gate_params(params)
-
-    def preact(self, xp_t: jax.Array, hr_t: jax.Array) -> Any:
-        return self.cell.preact(xp_t, hr_t)
 
     def gate_math(self, gate_params: Any, preact: Any, state: Any) -> tuple[Any, jax.Array]:
         inner, scale = state
