@@ -209,6 +209,7 @@ def test_one_row_projects_up_front_and_matches_the_plain_scan(cell):
         )
         assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(fast))
         assert_close(fast, plain)
+        assert (np.asarray(fast[1][1])[~mask] == 0).all()  # padding gets exactly zero gradient
         assert_close(outputs, plain_outputs)
 
 
@@ -253,6 +254,7 @@ def test_global_maxlen_padding_is_skipped_exactly(cell, layout, reverse):
         [(run_fast, options), (run_cell_plain, options)], cell, params, x, long_mask, state
     )
     assert_close(fast, plain)
+    assert (np.asarray(fast[1][1])[~long_mask] == 0).all()  # padding gets exactly zero gradient
     assert_close(outputs, plain_outputs)
     outputs, final = run(run_fast, cell, params, x, long_mask, state, reverse=reverse)
     cut = slice(0, 2 * CHUNK) if layout == "post" else slice(6 * CHUNK, None)

@@ -243,7 +243,9 @@ def _forward(
 
         return jax.lax.fori_loop(0, chunk, step, carry, unroll=options.unroll)
 
-    last = {"held": None, "zeros": jnp.zeros_like(fill), "carried": fill}[padded_output]
+    # The last output, carried where the cell cannot read it off its state; zeros
+    # stand for it with `zero_output_for_mask`.
+    last = None if held else jnp.zeros_like(fill) if padded_output == "zeros" else fill
 
     def note_fn(carry: Any) -> jax.Array:
         """What each row output last: every step of a skipped chunk outputs it."""
@@ -303,7 +305,6 @@ def _masked_scan_bwd(
     backward_chunk = functools.partial(tape.backward_chunk, cell)
     _, chunk = chunking(real.shape[0])
     padded_output = _padded_output(options, cell, d_final)
-    state_struct = jax.eval_shape(lambda s: s, d_final)
 
     def chunk_fn(start: jax.Array, carry: Any) -> Any:
         d_state, d_last, d_params, d_x = carry
@@ -318,7 +319,7 @@ def _masked_scan_bwd(
             # where that was read off the held state.
             d_passed = d_state
             if padded_output == "held":
-                d_passed = _add(d_state, _output_of_state_transpose(cell, state_struct, d_y))
+                d_passed = _add(d_state, _output_of_state_transpose(cell, d_final, d_y))
             elif padded_output == "carried":  # a padded step's output came from before
                 d_y = d_y + d_last
                 d_last = rows_where(real_t, jnp.zeros_like(d_y), d_y)
@@ -345,13 +346,13 @@ def _masked_scan_bwd(
         d_state, d_last, d_params, d_x = carry
         d_chunk = jnp.sum(read_steps(d_outputs, start, chunk), axis=0)  # (B, H)
         if padded_output == "held":
-            d_state = _add(d_state, _output_of_state_transpose(cell, state_struct, d_chunk))
+            d_state = _add(d_state, _output_of_state_transpose(cell, d_final, d_chunk))
         else:
             d_last = d_last + d_chunk
         return d_state, d_last, d_params, d_x
 
-    d_fill = jnp.zeros(d_outputs.shape[1:], d_outputs.dtype)
-    d_last = None if padded_output == "held" else d_fill
+    d_fill = jnp.zeros(d_outputs.shape[1:], d_outputs.dtype)  # what the last output gets
+    d_last = d_fill if padded_output == "carried" else None
     (d_state, d_last, d_params, d_x), _ = skipping_loop(
         chunk_fn, (d_final, d_last, tape.gradient_zeros(params), jnp.zeros_like(x)), real, chunk,
         reverse=not options.reverse, skip_fn=None if padded_output == "zeros" else skip_fn,
@@ -361,7 +362,10 @@ def _masked_scan_bwd(
 
 
 def _output_of_state_transpose(cell: Cell, state: Any, d_output: jax.Array) -> Any:
-    """The state's cotangent from its output's, `cell.output_of_state` being linear."""
+    """The state's cotangent from its output's, `cell.output_of_state` being linear.
+
+    `state` gives the shapes and dtypes only.
+    """
     output = jax.eval_shape(cell.output_of_state, state)
     (d_state,) = jax.linear_transpose(cell.output_of_state, state)(d_output.astype(output.dtype))
     return d_state
