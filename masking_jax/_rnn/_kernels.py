@@ -58,9 +58,9 @@ reverse: consume the steps from last to first. Outputs stay aligned with the
         zero_output_for_mask: output zeros at masked steps instead of the previous
             output (the initial h before any valid step).""",
     "training": """\
-unroll: `lax.scan` unrolling: `True` (full), `False`, or a number of steps.
-            It changes speed only, never results (unlike Keras `unroll=True`, which
-            ignores `zero_output_for_mask`).
+unroll: `lax.scan` unrolling: `True` (a whole chunk of steps), `False`, or a
+            number of steps. It changes speed only, never results (unlike Keras
+            `unroll=True`, which ignores `zero_output_for_mask`).
         dropout: the fraction of input units dropped, in [0, 1): one mask `(B, D)`
             per sequence, the same at every step, kept units scaled by
             `1 / (1 - dropout)` (Keras `dropout` in training).
