@@ -113,6 +113,18 @@ def assert_close(actual, expected, rtol=2e-5, atol=2e-5):
     )
 
 
+def assert_matches_plain_scan(cell, params, x, mask, state, options):
+    """The fast path's loss, gradients and outputs equal the plain scan's: finite, and exactly
+    zero gradient wrt x in the padding."""
+    (fast, outputs), (plain, plain_outputs) = loss_grads_and_outputs(
+        [(run_fast, options), (run_cell_plain, options)], cell, params, x, mask, state
+    )
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(fast))
+    assert_close(fast, plain)
+    assert (np.asarray(fast[1][1])[~mask] == 0).all()  # padding gets exactly zero gradient
+    assert_close(outputs, plain_outputs)
+
+
 def test_chunking_policy():
     assert _skip.chunking(3) == (1, 3)
     assert _skip.chunking(_skip.ONE_CHUNK_UP_TO) == (1, _skip.ONE_CHUNK_UP_TO)  # short: one chunk
@@ -184,13 +196,7 @@ def test_custom_vjp_matches_autodiff_of_the_plain_scan(cell, layout, reverse):
     mask = lengths_mask(BOUNDARY_LENGTHS, STEPS, layout, np.random.default_rng(2))
     params, x, state = case(cell, mask)
     options = {"reverse": reverse, "zero_output_for_mask": layout == "gappy"}
-    (fast, outputs), (plain, plain_outputs) = loss_grads_and_outputs(
-        [(run_fast, options), (run_cell_plain, options)], cell, params, x, mask, state
-    )
-    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(fast))
-    assert_close(fast, plain)
-    assert (np.asarray(fast[1][1])[~mask] == 0).all()  # padding gets exactly zero gradient
-    assert_close(outputs, plain_outputs)
+    assert_matches_plain_scan(cell, params, x, mask, state, options)
 
 
 @pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru", "gru_reset_before"])
@@ -204,13 +210,7 @@ def test_one_row_projects_up_front_and_matches_the_plain_scan(cell):
     mask[0, [CHUNK + 1, CHUNK + 3, 2 * CHUNK, 2 * CHUNK + 5]] = True  # chunks 0, 3, 4 skipped
     params, x, state = case(cell, mask)
     for options in ({"reverse": False}, {"reverse": True, "zero_output_for_mask": True}):
-        (fast, outputs), (plain, plain_outputs) = loss_grads_and_outputs(
-            [(run_fast, options), (run_cell_plain, options)], cell, params, x, mask, state
-        )
-        assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(fast))
-        assert_close(fast, plain)
-        assert (np.asarray(fast[1][1])[~mask] == 0).all()  # padding gets exactly zero gradient
-        assert_close(outputs, plain_outputs)
+        assert_matches_plain_scan(cell, params, x, mask, state, options)
 
 
 def test_reverse_over_reverse_through_skipped_chunks_matches_the_plain_scan():
@@ -249,13 +249,7 @@ def test_global_maxlen_padding_is_skipped_exactly(cell, layout, reverse):
     lengths[0] = 2 * CHUNK
     long_mask = lengths_mask(lengths, 8 * CHUNK, layout, rng)
     params, x, state = case(cell, long_mask)
-    options = {"reverse": reverse}
-    (fast, outputs), (plain, plain_outputs) = loss_grads_and_outputs(
-        [(run_fast, options), (run_cell_plain, options)], cell, params, x, long_mask, state
-    )
-    assert_close(fast, plain)
-    assert (np.asarray(fast[1][1])[~long_mask] == 0).all()  # padding gets exactly zero gradient
-    assert_close(outputs, plain_outputs)
+    assert_matches_plain_scan(cell, params, x, long_mask, state, {"reverse": reverse})
     outputs, final = run(run_fast, cell, params, x, long_mask, state, reverse=reverse)
     cut = slice(0, 2 * CHUNK) if layout == "post" else slice(6 * CHUNK, None)
     short = run(run_fast, cell, params, x[:, cut], long_mask[:, cut], state, reverse=reverse)
